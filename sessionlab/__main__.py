@@ -1,0 +1,3 @@
+from sessionlab.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,109 @@
+"""Choosing the implementation under test.
+
+``pytest`` alone is the lab's self-test: every check runs against ``fixed`` and
+must pass, and every check that belongs to a bug also runs against the pristine
+``buggy`` and must detect that bug (a strict expected failure; if a check stops
+detecting its bug, the self-test fails).
+
+``pytest --impl buggy`` (or ``fixed``, a module name, or the path of a package
+folder such as a learner's copy) runs every check plainly against that one
+implementation: a check fails until its bug is fixed.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from sessionlab import catalogue, impls
+
+SELF_TEST = ("fixed", "buggy")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--impl",
+        metavar="NAME_OR_PATH",
+        default=None,
+        help="run every check against this implementation only: buggy, fixed, an importable "
+        "module, or a package folder. Without it, pytest runs the lab's self-test.",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for bug in catalogue.BUGS:
+        config.addinivalue_line(
+            "markers", f"{bug.marker}: checks that expose bug {bug.number}, {bug.slug} ({bug.title})"
+        )
+    config._sessionlab_detected = []  # type: ignore[attr-defined]
+
+
+def bug_of(node: pytest.Item | pytest.Function) -> catalogue.Bug | None:
+    """The bug a check belongs to, from its marker."""
+    for bug in catalogue.BUGS:
+        if node.get_closest_marker(bug.marker) is not None:
+            return bug
+    return None
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "impl" not in metafunc.fixturenames:
+        return
+    spec = metafunc.config.getoption("--impl")
+    if spec is not None:
+        metafunc.parametrize("impl", [spec], ids=[_param_id(spec)], indirect=True)
+        return
+    bug = bug_of(metafunc.definition)
+    params = [pytest.param("fixed", id="fixed")]
+    if bug is not None:
+        params.append(pytest.param(
+            "buggy", id="buggy",
+            marks=pytest.mark.xfail(
+                strict=True, raises=AssertionError,
+                reason=f"the pristine buggy/ has bug {bug.number}, {bug.slug}: this check must detect it",
+            ),
+        ))
+    else:
+        params.append(pytest.param("buggy", id="buggy"))
+    metafunc.parametrize("impl", params, indirect=True)
+
+
+def _param_id(spec: str) -> str:
+    return spec.rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1] or spec
+
+
+@pytest.fixture(scope="session")
+def _implementations() -> dict[str, impls.Implementation]:
+    return {}
+
+
+@pytest.fixture
+def impl(request: pytest.FixtureRequest, _implementations: dict[str, impls.Implementation]) -> impls.Implementation:
+    spec = request.param
+    if spec not in _implementations:
+        try:
+            _implementations[spec] = impls.load(spec)
+        except impls.ImplementationError as exc:
+            pytest.exit(f"--impl: {exc}", returncode=4)
+    return _implementations[spec]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    report = yield
+    if report.when == "call" and getattr(report, "wasxfail", None) and call.excinfo is not None:
+        bug = bug_of(item)
+        message = str(call.excinfo.value).strip().splitlines()
+        item.config._sessionlab_detected.append(  # type: ignore[attr-defined]
+            (bug.number if bug else 0, item.nodeid, message[0] if message else "")
+        )
+    return report
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    detected = config._sessionlab_detected  # type: ignore[attr-defined]
+    if not detected:
+        return
+    terminalreporter.section("bugs detected on the pristine buggy/ (expected)")
+    for _, nodeid, message in sorted(detected):
+        terminalreporter.write_line(f"{nodeid.split('::', 1)[-1]}")
+        terminalreporter.write_line(f"    {message}")

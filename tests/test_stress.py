@@ -1,0 +1,45 @@
+"""Stress checks: each bug's scenario on real threads, with the figure it measures.
+
+Each check runs its scenario until a round breaks, for at most the number of
+rounds that makes missing a present bug less likely than one in a million
+(see sessionlab/stress.py). Repeat any of them with pytest-repeat: --count 50.
+"""
+
+import pytest
+
+from sessionlab import stress
+
+
+def check(slug: str, impl) -> None:
+    observation = stress.observe(slug, impl.new_manager, implementation=impl.name)
+    assert not observation.detected, observation.message
+
+
+@pytest.mark.lost_updates
+def test_concurrent_updates_of_different_keys_keep_every_key(impl):
+    check("lost-updates", impl)
+
+
+@pytest.mark.lost_increments
+def test_concurrent_increments_are_all_counted(impl):
+    check("lost-increments", impl)
+
+
+@pytest.mark.cleanup_leak
+def test_every_deleted_session_leaves_the_cleanup_queue(impl):
+    check("cleanup-leak", impl)
+
+
+@pytest.mark.stats_drift
+def test_double_logouts_keep_stats_equal_to_the_store(impl):
+    check("stats-drift", impl)
+
+
+@pytest.mark.id_collision
+def test_concurrent_logins_get_distinct_ids_owned_by_their_user(impl):
+    check("id-collision", impl)
+
+
+@pytest.mark.shared_snapshot
+def test_snapshots_do_not_change_while_their_session_is_logged_out(impl):
+    check("shared-snapshot", impl)
