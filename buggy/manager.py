@@ -173,10 +173,10 @@ class SessionManager:
     def _require(self, session_id: str) -> _Record:
         """Return the live record for session_id. Call with the lock held."""
         self._check_open()
-        record = self._sessions.get(session_id)
-        if record is None:
-            raise SessionNotFound(session_id)
-        return record
+        try:
+            return self._sessions[session_id]
+        except KeyError:
+            raise SessionNotFound(session_id) from None
 
     def _run_cleanup(self) -> None:
         """Release every deleted session in the cleanup queue. Call with the lock held."""

@@ -9,11 +9,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 
-from sessionlab import catalogue, impls, stress
+from sessionlab import catalogue, impls, race, stress
 from sessionlab.catalogue import Bug, UnknownBug
 from sessionlab.stress import Observation
 
-EXIT_OK, EXIT_LAB_BROKEN, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_LAB_BROKEN, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
 
 
 class Progress:
@@ -166,6 +166,24 @@ def _measure_rate(args: argparse.Namespace, bug: Bug, implementations, progress:
     return EXIT_OK
 
 
+def cmd_race(args: argparse.Namespace) -> int:
+    bug = catalogue.find(args.bug)
+    if bug.slug not in race.SCENARIOS:
+        print(f"sessionlab: {bug.slug} is not a race ({bug.bug_class}): no interleaving causes it. "
+              f"Watch it with: sessionlab observe {bug.slug}", file=sys.stderr)
+        return EXIT_USAGE
+    available, why = race.frontrun_available()
+    if not available:
+        print(f"sessionlab: {why}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    reports = [race.explore(bug.slug, impls.load(spec)) for spec in (args.impl or ["buggy"])]
+    if args.json:
+        print(json.dumps([report.as_json() for report in reports], indent=2))
+        return EXIT_OK
+    print("\n\n".join(report.text() for report in reports))
+    return EXIT_OK
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([{
@@ -203,6 +221,13 @@ def build_parser() -> argparse.ArgumentParser:
                          help="instead, run N single rounds and report how many broke")
     observe.add_argument("--json", action="store_true", help="print the results as JSON")
     observe.set_defaults(run=cmd_observe)
+
+    racing = commands.add_parser("race", help="explore every interleaving of a race bug; print the bad one")
+    racing.add_argument("bug", metavar="BUG", help="a race bug's name or number, e.g. lost-increments or 2")
+    racing.add_argument("--impl", action="append", metavar="NAME_OR_PATH",
+                        help="the implementation to explore (repeatable; default: buggy)")
+    racing.add_argument("--json", action="store_true", help="print the reports as JSON")
+    racing.set_defaults(run=cmd_race)
 
     listing = commands.add_parser("list", help="list the bugs in the catalogue")
     listing.add_argument("--json", action="store_true", help="print the catalogue as JSON")
