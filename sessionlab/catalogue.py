@@ -24,6 +24,7 @@ class Bug:
     mistake: str  # what the code does wrong
     symptom: str  # what a user sees
     scenario: str  # how the lab observes it
+    functions: tuple[str, ...] = ()  # where the bug lives: qualified names in manager.py
 
     @property
     def marker(self) -> str:
@@ -52,6 +53,7 @@ BUGS: tuple[Bug, ...] = (
             "100 steps; in each, 10 threads set 10 different keys of a fresh session at once; "
             "every step must end with all 10 keys"
         ),
+        functions=("SessionManager.update_session",),
     ),
     Bug(
         number=2,
@@ -65,6 +67,7 @@ BUGS: tuple[Bug, ...] = (
         ),
         symptom="the access counter falls behind the number of requests served",
         scenario="20 threads x 50 increments of one session, stepping together; the count must reach 1000",
+        functions=("SessionManager.increment_access",),
     ),
     Bug(
         number=3,
@@ -81,6 +84,7 @@ BUGS: tuple[Bug, ...] = (
             "10 threads x 100 logins and logouts, every other user storing one preference; "
             "the cleanup queue must end empty"
         ),
+        functions=("SessionManager._run_cleanup",),
     ),
     Bug(
         number=4,
@@ -97,6 +101,7 @@ BUGS: tuple[Bug, ...] = (
             "4 threads log out the same 500 sessions (a logout clicked in several tabs); "
             "get_stats().active_sessions must equal get_active_count()"
         ),
+        functions=("SessionManager.delete_session",),
     ),
     Bug(
         number=5,
@@ -113,6 +118,7 @@ BUGS: tuple[Bug, ...] = (
             "10 threads x 100 logins by distinct users; every id must be distinct and "
             "belong to the user who logged in with it"
         ),
+        functions=("SessionManager.__init__", "SessionManager._new_session_id"),
     ),
     Bug(
         number=6,
@@ -132,6 +138,7 @@ BUGS: tuple[Bug, ...] = (
             "200 steps; in each, 4 threads render a session's metadata twice from one snapshot "
             "while another thread logs the session out; both renders must agree"
         ),
+        functions=("_Record.snapshot", "SessionManager._release"),
     ),
 )
 

@@ -43,6 +43,15 @@ def load(spec: str) -> Implementation:
     return Implementation(spec, module)
 
 
+def reload(implementation: Implementation) -> Implementation:
+    """Import an implementation again from its source, after its files changed."""
+    name = implementation.module.__name__
+    for loaded in [key for key in sys.modules if key == name or key.startswith(name + ".")]:
+        del sys.modules[loaded]
+    importlib.invalidate_caches()
+    return load(implementation.name)
+
+
 def _import_name(name: str) -> ModuleType:
     try:
         return importlib.import_module(name)

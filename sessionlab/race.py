@@ -105,14 +105,15 @@ def _update(key: str, value: str) -> Worker:
 
 
 def _check_lost_updates(state: State) -> Figure:
-    kept = sorted(state.manager.get_session(state.session_id).metadata)
-    expected = ["cart", "theme"]
-    missing = [key for key in expected if key not in kept]
-    if not missing:
-        return Figure(True, "cart, theme", ", ".join(kept), "both keys were kept")
-    return Figure(False, "cart, theme", ", ".join(kept) or "no keys",
-                  f"expected keys cart and theme, the session kept only {', '.join(kept) or 'none'}: "
-                  f"the update of {', '.join(missing)} was lost")
+    now = dict(state.manager.get_session(state.session_id).metadata)
+    wanted = {"cart": "3 books", "theme": "dark"}
+    shown = ", ".join(f"{key}={now.get(key)!r}" for key in wanted)
+    lost = [key for key, value in wanted.items() if now.get(key) != value]
+    if not lost:
+        return Figure(True, "cart='3 books', theme='dark'", shown, "both updates were kept")
+    return Figure(False, "cart='3 books', theme='dark'", shown,
+                  f"one request set cart to '3 books', the other set theme to 'dark'; the session holds "
+                  f"{shown}: the update of {' and '.join(lost)} was lost")
 
 
 def _increment(state: State) -> None:
@@ -200,9 +201,10 @@ SCENARIOS: dict[str, RaceScenario] = {
     for scenario in (
         RaceScenario(
             catalogue.find("lost-updates"),
-            "two requests each save one key of the same session",
+            "two requests each change a different key of the same session",
             (_update("cart", "3 books"), _update("theme", "dark")),
             _check_lost_updates,
+            metadata=(("cart", "empty"), ("theme", "light")),
         ),
         RaceScenario(
             catalogue.find("lost-increments"),

@@ -1,0 +1,654 @@
+"""Recording histories of a session manager, and checking that they are linearizable.
+
+A history is linearizable if every call can be given one instant between its
+invocation and its return such that, run one at a time in the order of those
+instants, the calls of the sequential model (``sessionlab.model``) return
+exactly what the real calls returned. A history that is not linearizable is
+proof of a bug, even when the final counts happen to look right.
+
+Recording: ``HistoryRecorder().wrap(manager)`` returns a manager that records
+every create_session, get_session, update_session, increment_access and
+delete_session call (thread, arguments, outcome, invocation and return times).
+It takes no lock around the calls, so it hardly changes the interleavings it
+records.
+
+Checking: ``check(operations)`` runs the search of Wing and Gong with Lowe's
+memoisation (states already explored, as the set of calls taken plus the model
+state, are not explored again). Sessions are independent of each other, so the
+history is split per session id and each part is checked on its own: a create
+belongs to the id it returned, every other call to the id it was called with.
+Calls rejected with InvalidInput have no effect and are left out. get_session
+results are compared on user_id, username, is_authenticated, access_count and
+metadata; timestamps are not compared. Queries over the whole store
+(get_stats, get_active_count, get_cleanup_queue_size) are not recorded and are
+not part of the check.
+
+A call that ended in an error the contract does not define (the manager was
+closed, or crashed) is treated as a call that never returned: it may have
+taken effect at any point after its invocation, or not at all, and its result
+is not compared. A create of that kind returned no id and is left out.
+"""
+
+from __future__ import annotations
+
+import textwrap
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from types import MappingProxyType
+from typing import Any
+
+from sessionlab.api import Session
+from sessionlab.model import ContractViolation, Outcome, SessionState, step
+
+__all__ = [
+    "RECORDED_OPERATIONS",
+    "HistoryRecorder",
+    "Operation",
+    "RecordingManager",
+    "Verdict",
+    "check",
+]
+
+RECORDED_OPERATIONS = (
+    "create_session",
+    "get_session",
+    "update_session",
+    "increment_access",
+    "delete_session",
+)
+
+# Errors the contract defines for these calls: a call that raised one of them is complete.
+CONTRACT_ERRORS = frozenset({"SessionNotFound", "InvalidInput"})
+
+# explain() lists at most this many calls of the consistent order, and wraps prose at this width.
+SHOWN_PREFIX = 12
+WIDTH = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """One call as a thread saw it: what it asked, what it got, and when."""
+
+    thread: str
+    name: str  # one of RECORDED_OPERATIONS
+    args: tuple
+    result: Any = None  # the return value (a get_session Session is copied when it returns)
+    error: str | None = None  # the class name of the exception raised, if one was
+    invoked_ns: int = 0  # time.perf_counter_ns() before the call
+    returned_ns: int = 0  # time.perf_counter_ns() after it returned or raised
+
+    @property
+    def pending(self) -> bool:
+        """True if the call raised an error the contract does not define: its effect is unknown."""
+        return self.error is not None and self.error not in CONTRACT_ERRORS
+
+    @property
+    def session_id(self) -> Any:
+        """The session this call belongs to: the id a create returned, else the id it was given."""
+        if self.name == "create_session":
+            return self.result
+        return self.args[0] if self.args else None
+
+    def call(self) -> str:
+        """The call as source text: update_session('s1', 'theme', 'dark')."""
+        return f"{self.name}({', '.join(map(repr, self.args))})"
+
+    def outcome(self) -> str:
+        """What the call returned or raised, in words."""
+        if self.error is not None:
+            return f"raised {self.error}"
+        if self.name == "get_session":
+            return f"returned {_describe_session(self.result)}"
+        if self.result is None:
+            return "succeeded"
+        return f"returned {self.result!r}"
+
+
+class HistoryRecorder:
+    """Collects the calls made through the managers it wraps, from any number of threads."""
+
+    def __init__(self) -> None:
+        # list.append is atomic, so recording threads need no lock of their own.
+        self._operations: list[Operation] = []
+
+    def wrap(self, manager: Any) -> RecordingManager:
+        """Return a manager that forwards every call to manager and records the per-session ones."""
+        return RecordingManager(manager, self)
+
+    def record(self, operation: Operation) -> None:
+        self._operations.append(operation)
+
+    @property
+    def operations(self) -> list[Operation]:
+        """The recorded calls, in the order they were invoked."""
+        return sorted(self._operations, key=lambda op: (op.invoked_ns, op.returned_ns))
+
+    def __len__(self) -> int:
+        return len(self._operations)
+
+    def clear(self) -> None:
+        self._operations.clear()
+
+    def check(self) -> Verdict:
+        """Check the history recorded so far."""
+        return check(self._operations)
+
+
+class RecordingManager:
+    """A session manager that records the per-session calls it forwards to another one."""
+
+    def __init__(self, manager: Any, recorder: HistoryRecorder):
+        self.manager = manager
+        self._record = recorder.record
+
+    def create_session(self, user_id: str, username: str) -> str:
+        return self._call("create_session", (user_id, username))
+
+    def get_session(self, session_id: str) -> Session:
+        return self._call("get_session", (session_id,))
+
+    def update_session(self, session_id: str, key: str, value: Any) -> None:
+        return self._call("update_session", (session_id, key, value))
+
+    def increment_access(self, session_id: str) -> int:
+        return self._call("increment_access", (session_id,))
+
+    def delete_session(self, session_id: str) -> None:
+        return self._call("delete_session", (session_id,))
+
+    def __getattr__(self, name: str) -> Any:
+        # get_stats, get_active_count, close, ...: forwarded, not recorded.
+        return getattr(self.manager, name)
+
+    def __enter__(self) -> RecordingManager:
+        self.manager.__enter__()
+        return self
+
+    def __exit__(self, *exc_info: object) -> Any:
+        return self.manager.__exit__(*exc_info)
+
+    def _call(self, name: str, args: tuple) -> Any:
+        method = getattr(self.manager, name)
+        thread = threading.current_thread().name
+        invoked = time.perf_counter_ns()
+        try:
+            result = method(*args)
+        except BaseException as error:
+            returned = time.perf_counter_ns()
+            self._record(Operation(thread, name, args, None, type(error).__name__, invoked, returned))
+            raise
+        seen = result
+        if isinstance(result, Session):
+            # What the caller saw on return; a snapshot that shares live data may change later.
+            seen = replace(result, metadata=MappingProxyType(dict(result.metadata)))
+        returned = time.perf_counter_ns()
+        self._record(Operation(thread, name, args, seen, None, invoked, returned))
+        return result
+
+
+# -- Checking ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of a check; for a history that is not linearizable, where it breaks."""
+
+    ok: bool
+    operations: int  # calls checked (after leaving out those rejected with InvalidInput)
+    sessions: int  # session ids the history was split into
+    session_id: Any = None  # the session whose calls cannot be linearized
+    operation: Operation | None = None  # the first call that cannot be linearized
+    prefix: tuple[Operation, ...] = ()  # the longest consistent order found, before it
+    state: SessionState | None = None  # the model's state after the prefix
+    expected: Outcome | None = None  # what the operation should have done there (None: nothing could)
+    reason: str = ""  # one sentence: what it did, and what it should have done
+    candidates: tuple[tuple[Operation, str], ...] = ()  # the other calls that could come next, and why not
+    # The earlier places in the prefix the operation overlaps: (index in prefix, what it should do there).
+    earlier: tuple[tuple[int, Outcome | None], ...] = ()
+    session_operations: int = 0  # calls on that session
+    failed_sessions: tuple[Any, ...] = ()  # every session whose calls cannot be linearized
+    start_ns: int = 0  # invocation time of the history's first call, for relative times
+
+    def explain(self) -> str:
+        """A readable account of the verdict, for a learner."""
+        if self.ok:
+            return (
+                f"Linearizable: the {_plural(self.operations, 'call')} on "
+                f"{_plural(self.sessions, 'session')} can be put in one order that the "
+                f"sequential model explains."
+            )
+        op = self.operation
+        threads = len({o.thread for o in self.prefix + (op,)})
+        lines = [
+            textwrap.fill(
+                f"Not linearizable: the calls on session {self.session_id!r} cannot be put in any "
+                f"order that a correct manager, running one call at a time, would explain.",
+                WIDTH,
+            ),
+            "",
+            textwrap.fill(self.reason, WIDTH),
+            "",
+            f"Longest consistent order found ({len(self.prefix)} of "
+            f"{self.session_operations} calls on this session, {_plural(threads, 'thread')}):",
+        ]
+        shown = self.prefix[-SHOWN_PREFIX:]
+        if len(shown) < len(self.prefix):
+            lines.append(f"  ... {_plural(len(self.prefix) - len(shown), 'earlier call')}")
+        first = len(self.prefix) - len(shown) + 1
+        for number, earlier in enumerate(shown, first):
+            lines.append(f"  {number:3d}. {self._line(earlier)}")
+        if not self.prefix:
+            lines.append("  (none)")
+        lines.append(f"  State there: {_describe_state(self.state, self.session_id)}")
+        lines.append("")
+        lines.append(f"Cannot come next: {self._line(op)}")
+        if self.earlier:
+            first = self.earlier[0][0] + 1
+            span = f"call {first}" if first == len(self.prefix) else f"calls {first} to {len(self.prefix)}"
+            lines.append(f"It overlaps {span} of that order; placed earlier, it should have done this:")
+            for index, expected in self.earlier:
+                fits = _fits_outcome(op, expected)
+                lines.append(
+                    f"  before call {index + 1}: {_should(op, expected)}"
+                    + (": it did, but then the calls after it cannot all be ordered" if fits else "")
+                )
+        if self.candidates:
+            lines.append("Nor can any other call still in flight come next instead:")
+            for other, why in self.candidates:
+                lines.append(f"  {self._line(other)}")
+                lines.append(f"      {why}")
+        else:
+            lines.append("No other call could come next instead: the rest began after it returned.")
+        others = [sid for sid in self.failed_sessions if sid != self.session_id]
+        if others:
+            lines.append("")
+            lines.append(
+                f"The calls on {_plural(len(others), 'other session')} cannot be linearized either: "
+                + ", ".join(map(repr, others))
+            )
+        return "\n".join(lines)
+
+    def _line(self, op: Operation) -> str:
+        return (
+            f"[{_micros(op.invoked_ns - self.start_ns)}-{_micros(op.returned_ns - self.start_ns)} us] "
+            f"{op.call()} by {op.thread}: {op.outcome()}"
+            + (" (whether it took effect is unknown)" if op.pending else "")
+        )
+
+
+def check(operations: Iterable[Operation]) -> Verdict:
+    """Check a history against the sequential model, one session id at a time."""
+    history = [op for op in operations if op.error != "InvalidInput"]
+    history = [op for op in history if not (op.name == "create_session" and op.error is not None)]
+    start = min((op.invoked_ns for op in history), default=0)
+    parts: dict[Any, list[Operation]] = {}
+    for op in sorted(history, key=lambda op: (op.invoked_ns, op.returned_ns)):
+        parts.setdefault(_partition_key(op.session_id), []).append(op)
+    failures = []
+    for key, part in parts.items():
+        failure = _check_session(part)
+        if failure is not None:
+            failures.append((key, part, failure))
+    if not failures:
+        return Verdict(True, len(history), len(parts), start_ns=start)
+    key, part, (prefix, state, blocked) = failures[0]
+    expected, reason = _what_went_wrong(blocked, prefix, state, part)
+    ordered = {id(op) for op in prefix}
+    candidates = tuple(
+        (other, _why_not(other, state))
+        for other in part
+        if other is not blocked and id(other) not in ordered and other.invoked_ns <= blocked.returned_ns
+    )
+    return Verdict(
+        ok=False,
+        operations=len(history),
+        sessions=len(parts),
+        session_id=key,
+        operation=blocked,
+        prefix=tuple(prefix),
+        state=state,
+        expected=expected,
+        reason=reason,
+        candidates=candidates,
+        earlier=_earlier_places(blocked, prefix),
+        session_operations=len(part),
+        failed_sessions=tuple(k for k, _, _ in failures),
+        start_ns=start,
+    )
+
+
+def _partition_key(session_id: Any) -> Any:
+    try:
+        hash(session_id)
+    except TypeError:
+        return repr(session_id)
+    return session_id
+
+
+class _Entry:
+    """A call's invocation or return in the search's doubly linked list of events."""
+
+    __slots__ = ("op", "is_call", "bit", "args", "seen", "match", "prev", "next")
+
+    def __init__(self, op: Operation | None = None, is_call: bool = False, bit: int = 0):
+        self.op = op
+        self.is_call = is_call
+        self.bit = bit
+        self.args: tuple = ()
+        self.seen: Any = None  # the recorded result, in the form the model returns it
+        self.match: _Entry | None = None  # on an invocation: its return (None for a pending call)
+        self.prev: _Entry | None = None
+        self.next: _Entry | None = None
+
+
+def _model_args(op: Operation) -> tuple:
+    if op.name == "create_session":
+        return (op.result, *op.args)
+    return op.args
+
+
+def _seen(op: Operation) -> Any:
+    if op.name == "get_session" and op.error is None:
+        try:
+            return SessionState.of(op.result)
+        except (AttributeError, TypeError):
+            return op.result  # not a Session: matches nothing the model returns
+    return op.result
+
+
+def _run(state: SessionState | None, entry: _Entry) -> tuple[SessionState | None, Outcome | None]:
+    """Step the model; the outcome is None if no correct manager could have made this call."""
+    try:
+        return step(state, entry.op.name, entry.args)
+    except ContractViolation:
+        return state, None
+
+
+def _fits(entry: _Entry, outcome: Outcome | None) -> bool:
+    if outcome is None:
+        return False
+    op = entry.op
+    if op.pending:
+        return True
+    if outcome.error is not None or op.error is not None:
+        return outcome.error == op.error
+    return entry.seen == outcome.value
+
+
+def _check_session(part: list[Operation]):
+    """Search for a linearization of one session's calls.
+
+    Returns None if one exists; otherwise (longest prefix found, model state
+    after it, the call whose return the search could not get past).
+    """
+    events = []
+    for bit, op in enumerate(part):
+        call = _Entry(op, True, 1 << bit)
+        call.args = _model_args(op)
+        call.seen = _seen(op)
+        events.append((op.invoked_ns, 0, bit, call))
+        if not op.pending:
+            call.match = _Entry(op)
+            events.append((op.returned_ns, 1, bit, call.match))
+    # At equal times an invocation goes first, so the two calls count as overlapping.
+    events.sort(key=lambda event: event[:3])
+
+    head = _Entry()
+    last = head
+    for *_, entry in events:
+        last.next, entry.prev = entry, last
+        last = entry
+
+    unfinished = sum(1 for op in part if not op.pending)
+    state: SessionState | None = None
+    taken = 0  # bitmask of the calls in the order so far
+    stack: list[tuple[_Entry, SessionState | None]] = []
+    explored: set[tuple[int, SessionState | None]] = set()
+    longest: tuple[list[Operation], SessionState | None, Operation] | None = None
+
+    entry = head.next
+    while unfinished:
+        if entry.is_call:
+            new_state, outcome = _run(state, entry)
+            if _fits(entry, outcome) and (taken | entry.bit, new_state) not in explored:
+                explored.add((taken | entry.bit, new_state))
+                stack.append((entry, state))
+                state, taken = new_state, taken | entry.bit
+                _lift(entry)
+                if entry.match is not None:
+                    unfinished -= 1
+                entry = head.next
+            else:
+                entry = entry.next
+            continue
+        # A return: that call had to be linearized by now, and no candidate fits.
+        if longest is None or len(stack) > len(longest[0]):
+            longest = ([taken_entry.op for taken_entry, _ in stack], state, entry.op)
+        if not stack:
+            return longest
+        taken_entry, state = stack.pop()
+        taken &= ~taken_entry.bit
+        _unlift(taken_entry)
+        if taken_entry.match is not None:
+            unfinished += 1
+        entry = taken_entry.next
+    return None
+
+
+def _lift(call: _Entry) -> None:
+    """Take a call's invocation and return out of the list."""
+    call.prev.next = call.next
+    if call.next is not None:
+        call.next.prev = call.prev
+    ret = call.match
+    if ret is not None:
+        ret.prev.next = ret.next
+        if ret.next is not None:
+            ret.next.prev = ret.prev
+
+
+def _unlift(call: _Entry) -> None:
+    """Put a lifted call back where it was."""
+    ret = call.match
+    if ret is not None:
+        ret.prev.next = ret
+        if ret.next is not None:
+            ret.next.prev = ret
+    call.prev.next = call
+    if call.next is not None:
+        call.next.prev = call
+
+
+# -- Explaining ----------------------------------------------------------------------
+
+
+def _what_went_wrong(
+    op: Operation, prefix: list[Operation], state: SessionState | None, part: list[Operation]
+) -> tuple[Outcome | None, str]:
+    """What op should have done after prefix, and one or two sentences saying so."""
+    after = f"after the {_plural(len(prefix), 'call')} that can be ordered before it"
+    what = f"{op.call()} by {op.thread}"
+    try:
+        _, expected = step(state, op.name, _model_args(op))
+    except ContractViolation:
+        owner = _last(prefix, "create_session")
+        by = f" (created by {owner.call()} by {owner.thread})" if owner else ""
+        twin = _twin(op, part, lambda other: other.result == op.result)
+        return None, (
+            f"{what} returned the id {op.result!r}, but {after} session {op.result!r} is live"
+            f"{by}, so a correct manager could not hand it out again."
+            + (f" {_twin_sentence(twin, 'was handed the same id')}: two logins share one session."
+               if twin else "")
+        )
+
+    if expected.error is not None:
+        where = _describe_absence(state, prefix)
+        if op.error is None:
+            sentence = f"{what} {op.outcome()}, but {after} {where}, so it should raise {expected.error}."
+            if op.name == "delete_session":
+                twin = _twin(op, part, lambda other: other.error is None)
+                if twin:
+                    sentence += f" {_twin_sentence(twin, 'also succeeded')}: the session was logged out twice."
+            elif op.name == "get_session":
+                deleted = _last(prefix, "delete_session")
+                if deleted is not None and deleted.returned_ns < op.invoked_ns:
+                    sentence += " It began after that logout had returned, yet it was handed the session's data."
+            return expected, sentence
+        return expected, f"{what} raised {op.error}, but {after} {where}, so it should raise {expected.error}."
+
+    if op.error is not None:
+        return expected, (
+            f"{what} raised {op.error}, but {after} session {op.session_id!r} is live, so it should "
+            f"{_describe_outcome(op.name, expected)}."
+        )
+    if op.name == "increment_access":
+        sentence = (
+            f"{what} returned {op.result!r}, but {after} the count is {state.access_count}, "
+            f"so it should return {expected.value}."
+        )
+        twin = _twin(op, part, lambda other: other.result == op.result and other.error is None)
+        if twin:
+            sentence += f" {_twin_sentence(twin, f'also returned {op.result!r}')}: one increment was lost."
+        return expected, sentence
+    if op.name == "get_session":
+        seen = _seen(op)
+        differences = _differences(seen, expected.value, prefix)
+        return expected, (
+            f"{what} returned {_describe_session(op.result)}, but {after} the session holds "
+            f"{_describe_state(expected.value, op.session_id)}: {differences}."
+        )
+    return expected, f"{what} {op.outcome()}, but {after} it should {_describe_outcome(op.name, expected)}."
+
+
+def _earlier_places(op: Operation, prefix: list[Operation]) -> tuple[tuple[int, Outcome | None], ...]:
+    """What op should do at each earlier place in prefix that real time allows."""
+    first = 0
+    for index, earlier in enumerate(prefix):
+        if not earlier.pending and earlier.returned_ns < op.invoked_ns:
+            first = index + 1
+    places = []
+    state = None
+    for index, earlier in enumerate(prefix):
+        if index >= first:
+            places.append((index, _expect(state, op)))
+        state, _ = step(state, earlier.name, _model_args(earlier))
+    return tuple(places)
+
+
+def _expect(state: SessionState | None, op: Operation) -> Outcome | None:
+    """What op should do in state; None if no correct manager could have made it."""
+    try:
+        return step(state, op.name, _model_args(op))[1]
+    except ContractViolation:
+        return None
+
+
+def _fits_outcome(op: Operation, expected: Outcome | None) -> bool:
+    entry = _Entry(op)
+    entry.seen = _seen(op)
+    return _fits(entry, expected)
+
+
+def _should(op: Operation, expected: Outcome | None) -> str:
+    if expected is None:
+        return f"it could not return {op.result!r}: that id belongs to a live session"
+    return f"it should {_describe_outcome(op.name, expected)}"
+
+
+def _why_not(op: Operation, state: SessionState | None) -> str:
+    """Why op cannot come next in state."""
+    try:
+        _, expected = step(state, op.name, _model_args(op))
+    except ContractViolation:
+        return f"its id {op.result!r} belongs to a live session"
+    return f"it {op.outcome()}; there it should {_describe_outcome(op.name, expected)}"
+
+
+def _differences(seen: Any, expected: SessionState, prefix: list[Operation]) -> str:
+    if not isinstance(seen, SessionState):
+        return f"it returned {seen!r}, not a Session"
+    found = []
+    for field in ("user_id", "username", "is_authenticated", "access_count"):
+        if getattr(seen, field) != getattr(expected, field):
+            found.append(f"{field} is {getattr(seen, field)!r} instead of {getattr(expected, field)!r}")
+    got, want = dict(seen.metadata), dict(expected.metadata)
+    for key, value in want.items():
+        if key not in got:
+            setter = _last_update(prefix, key)
+            by = f" (set by {setter.call()} by {setter.thread})" if setter else ""
+            found.append(f"key {key!r} is missing{by}")
+        elif got[key] != value:
+            found.append(f"key {key!r} is {got[key]!r} instead of {value!r}")
+    for key in got.keys() - want.keys():
+        found.append(f"key {key!r} should not be there")
+    return "; ".join(found)
+
+
+def _describe_outcome(name: str, expected: Outcome) -> str:
+    if expected.error is not None:
+        return f"raise {expected.error}"
+    if name == "get_session":
+        return f"return a session holding {_describe_state(expected.value, None)}"
+    if expected.value is None:
+        return "succeed"
+    return f"return {expected.value!r}"
+
+
+def _describe_absence(state: SessionState | None, prefix: list[Operation]) -> str:
+    deleted = _last(prefix, "delete_session")
+    if deleted is not None and _last(prefix, "create_session") is not None:
+        return (
+            f"session {deleted.session_id!r} has been logged out "
+            f"(by {deleted.call()} by {deleted.thread})"
+        )
+    return "no live session has this id"
+
+
+def _describe_state(state: SessionState | None, session_id: Any) -> str:
+    if state is None:
+        return "no live session" if session_id is None else f"no live session {session_id!r}"
+    name = f"user {state.user_id!r} ({state.username!r})"
+    if not state.is_authenticated:
+        name += ", not authenticated"
+    return f"{name}, access_count {state.access_count}, metadata {state.metadata_dict()!r}"
+
+
+def _describe_session(session: Any) -> str:
+    try:
+        return f"a session holding {_describe_state(SessionState.of(session), None)}"
+    except (AttributeError, TypeError):
+        return repr(session)
+
+
+def _last(prefix: list[Operation], name: str) -> Operation | None:
+    return next((op for op in reversed(prefix) if op.name == name), None)
+
+
+def _last_update(prefix: list[Operation], key: str) -> Operation | None:
+    return next(
+        (op for op in reversed(prefix)
+         if op.name == "update_session" and len(op.args) > 1 and op.args[1] == key and op.error is None),
+        None,
+    )
+
+
+def _twin(op: Operation, part: list[Operation], alike) -> Operation | None:
+    """Another call of the same kind on the same session that got the same answer."""
+    return next(
+        (other for other in part if other is not op and other.name == op.name and alike(other)),
+        None,
+    )
+
+
+def _twin_sentence(twin: Operation, did: str) -> str:
+    return f"{twin.call()} by {twin.thread} {did}"
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def _micros(nanoseconds: int) -> str:
+    return f"{nanoseconds / 1000:g}"

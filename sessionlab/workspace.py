@@ -1,0 +1,169 @@
+"""The learner's working copy of buggy/, and what can be done to it.
+
+``sessionlab start`` copies ``buggy/`` to ``workspace/`` once; learners fix the
+copy, so ``buggy/`` stays the pristine exhibit. Both ``workspace/`` and the
+lab's own state (``.sessionlab/``: hints seen, versions saved by reset) are
+ignored by git. Diff and reset work function by function, on the functions
+the catalogue says hold each bug.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from sessionlab.catalogue import Bug
+
+WORKSPACE = "workspace"
+STATE = ".sessionlab"
+MODULE = "manager.py"
+
+
+class WorkspaceError(Exception):
+    """The working copy is missing, or does not hold what an operation needs."""
+
+
+def project_root() -> Path:
+    """The folder that holds buggy/, fixed/ and exercises/ (SESSIONLAB_ROOT overrides it)."""
+    override = os.environ.get("SESSIONLAB_ROOT")
+    if override:
+        return Path(override).resolve()
+    import buggy
+
+    return Path(buggy.__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path
+
+    @property
+    def path(self) -> Path:
+        return self.root / WORKSPACE
+
+    @property
+    def state(self) -> Path:
+        return self.root / STATE
+
+    @property
+    def exists(self) -> bool:
+        return (self.path / "__init__.py").exists()
+
+    def require(self) -> None:
+        if not self.exists:
+            raise WorkspaceError("there is no working copy yet; make one with: sessionlab start")
+
+    def start(self) -> bool:
+        """Copy buggy/ to the workspace; return False if a working copy already exists."""
+        if self.exists:
+            return False
+        self.path.mkdir(parents=True, exist_ok=True)
+        for source in sorted((self.root / "buggy").glob("*.py")):
+            shutil.copy2(source, self.path / source.name)
+        return True
+
+    def files(self) -> list[Path]:
+        return sorted(self.path.glob("*.py"))
+
+
+# -- Functions in a source file ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Function:
+    name: str  # qualified: Class.method
+    first: int  # first line (decorators included), 1-based
+    last: int  # last line, inclusive
+    text: str
+
+
+def functions(path: Path) -> dict[str, Function]:
+    """The functions and methods defined in a file, by qualified name."""
+    source = path.read_text(encoding="utf-8")
+    try:
+        tree = ast.parse(source, filename=str(path))
+    except SyntaxError as exc:
+        raise WorkspaceError(f"{path} does not parse: {exc}") from None
+    lines = source.splitlines(keepends=True)
+    found: dict[str, Function] = {}
+
+    def visit(node: ast.AST, prefix: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                first = min([child.lineno] + [d.lineno for d in child.decorator_list])
+                name = prefix + child.name
+                found[name] = Function(name, first, child.end_lineno or child.lineno,
+                                       "".join(lines[first - 1: child.end_lineno]))
+            elif isinstance(child, ast.ClassDef):
+                visit(child, prefix + child.name + ".")
+
+    visit(tree, "")
+    return found
+
+
+def diff(bug: Bug, mine: Path, reference: Path, mine_label: str, reference_label: str) -> list[tuple[str, str]]:
+    """For each function holding the bug: (name, unified diff of mine against the reference)."""
+    have, want = functions(mine), functions(reference)
+    out = []
+    for name in bug.functions:
+        if name not in have:
+            raise WorkspaceError(f"{mine} has no function {name}")
+        text = "".join(difflib.unified_diff(
+            have[name].text.splitlines(keepends=True), want[name].text.splitlines(keepends=True),
+            f"{mine_label}  ({name}, line {have[name].first})",
+            f"{reference_label}  ({name}, line {want[name].first})",
+        ))
+        out.append((name, text))
+    return out
+
+
+def reset(bug: Bug, workspace: Workspace) -> Path:
+    """Put the bug's original code back into the working copy; return where the learner's version was saved."""
+    workspace.require()
+    mine = workspace.path / MODULE
+    original = functions(workspace.root / "buggy" / MODULE)
+    current = functions(mine)
+    missing = [name for name in bug.functions if name not in current]
+    if missing:
+        raise WorkspaceError(f"{mine} has no function {', '.join(missing)}")
+    saved = workspace.state / "saved" / f"{bug.slug}-{time.strftime('%Y%m%d-%H%M%S')}-{MODULE}"
+    saved.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(mine, saved)
+    lines = mine.read_text(encoding="utf-8").splitlines(keepends=True)
+    for function in sorted((current[name] for name in bug.functions), key=lambda f: f.first, reverse=True):
+        lines[function.first - 1: function.last] = [original[function.name].text]
+    mine.write_text("".join(lines), encoding="utf-8")
+    return saved
+
+
+# -- Watching ------------------------------------------------------------------------------
+
+
+def changes(paths: Callable[[], list[Path]], interval: float = 0.5,
+            sleep: Callable[[float], None] = time.sleep) -> Iterator[list[Path]]:
+    """Yield once at the start, then each time a file is added, removed or modified."""
+
+    def stamp() -> dict[Path, int]:
+        result = {}
+        for path in paths():
+            try:
+                result[path] = path.stat().st_mtime_ns
+            except FileNotFoundError:
+                continue
+        return result
+
+    seen = stamp()
+    yield sorted(seen)
+    while True:
+        sleep(interval)
+        now = stamp()
+        if now != seen:
+            changed = sorted(p for p in set(now) | set(seen) if now.get(p) != seen.get(p))
+            seen = now
+            yield changed
