@@ -386,7 +386,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     space.require()
     print(f"Watching {space.path}/ ; the check reruns on every save. Stop with Ctrl-C.\n")
     for changed in workspace.changes(space.files, interval=args.interval):
-        implementation = impls.reload(impls.load(str(space.path)))  # the files just changed
+        implementation = impls.load(str(space.path))  # imported afresh when its files changed
         bug = catalogue.find(args.bug) if args.bug else _current_exercise(space, implementation).bug
         stamp = time.strftime("%H:%M:%S")
         names = ", ".join(path.name for path in changed)

@@ -37,19 +37,26 @@ class Implementation:
 def load(spec: str) -> Implementation:
     """Load an implementation from an importable name or a filesystem path."""
     path = Path(spec)
-    module = _import_path(path) if path.exists() else _import_name(spec)
-    if not callable(getattr(module, "SessionManager", None)):
-        raise ImplementationError(f"{spec!r} ({module.__name__}) defines no SessionManager")
+    looks_like_path = any(sep in spec for sep in ("/", "\\")) or spec.endswith(".py") or spec.startswith(".")
+    if looks_like_path or (path.exists() and not _importable(spec)):
+        module = _import_path(path) if path.exists() else _missing(spec)
+    else:
+        module = _import_name(spec)
+    manager = getattr(module, "SessionManager", None)
+    if not callable(manager) or getattr(manager, "_is_protocol", False):
+        raise ImplementationError(f"{spec!r} ({module.__name__}) defines no SessionManager class")
     return Implementation(spec, module)
 
 
-def reload(implementation: Implementation) -> Implementation:
-    """Import an implementation again from its source, after its files changed."""
-    name = implementation.module.__name__
-    for loaded in [key for key in sys.modules if key == name or key.startswith(name + ".")]:
-        del sys.modules[loaded]
-    importlib.invalidate_caches()
-    return load(implementation.name)
+def _importable(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _missing(spec: str) -> ModuleType:
+    raise ImplementationError(f"no implementation at {spec!r}: no such file or folder")
 
 
 def _import_name(name: str) -> ModuleType:
@@ -81,8 +88,12 @@ def _import_path(path: Path) -> ModuleType:
     else:
         raise ImplementationError(f"{path} is neither a package folder nor a .py file")
     name = "_sessionlab_impl_" + "".join(c if c.isalnum() else "_" for c in str(path))
-    if name in sys.modules:
-        return sys.modules[name]
+    stamp = _stamp(path)
+    loaded = sys.modules.get(name)
+    if loaded is not None and getattr(loaded, "__sessionlab_stamp__", None) == stamp:
+        return loaded
+    for key in [key for key in sys.modules if key == name or key.startswith(name + ".")]:
+        del sys.modules[key]  # its files changed since it was imported: import it afresh
     spec = importlib.util.spec_from_file_location(name, location, submodule_search_locations=search)
     if spec is None or spec.loader is None:
         raise ImplementationError(f"cannot import {path}")
@@ -93,4 +104,11 @@ def _import_path(path: Path) -> ModuleType:
     except BaseException:
         del sys.modules[name]
         raise
+    module.__sessionlab_stamp__ = stamp  # type: ignore[attr-defined]
     return module
+
+
+def _stamp(path: Path) -> tuple[tuple[str, int, int], ...]:
+    """What the source files of a package folder or module look like now."""
+    files = sorted(path.glob("*.py")) if path.is_dir() else [path]
+    return tuple((file.name, file.stat().st_mtime_ns, file.stat().st_size) for file in files)

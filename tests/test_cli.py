@@ -1,0 +1,176 @@
+"""The sessionlab command, as a learner uses it, in a scratch copy of the project."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from sessionlab import catalogue, race, workspace
+from sessionlab.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+AVAILABLE, WHY = race.frontrun_available()
+needs_frontrun = pytest.mark.skipif(not AVAILABLE, reason=WHY)
+
+
+@pytest.fixture
+def lab(tmp_path, monkeypatch):
+    """A copy of the project's buggy/, fixed/ and exercises/, used as the project root."""
+    for folder in ("buggy", "fixed", "exercises"):
+        shutil.copytree(ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setenv("SESSIONLAB_ROOT", str(tmp_path))
+    return tmp_path
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def apply_reference_fix(lab: Path, slug: str) -> None:
+    """Copy the reference's version of a bug's functions into the working copy."""
+    mine = lab / workspace.WORKSPACE / workspace.MODULE
+    reference = workspace.functions(lab / "fixed" / workspace.MODULE)
+    current = workspace.functions(mine)
+    lines = mine.read_text().splitlines(keepends=True)
+    for name in sorted(catalogue.find(slug).functions, key=lambda n: current[n].first, reverse=True):
+        lines[current[name].first - 1: current[name].last] = [reference[name].text]
+    text = "".join(lines)
+    if "secrets." in text and "import secrets" not in text:
+        text = text.replace("import logging\n", "import logging\nimport secrets\n")
+    mine.write_text(text)
+
+
+def test_demo_shows_every_bug_on_buggy_and_none_on_fixed(capsys):
+    code, out, _ = run(capsys, "demo", "--json")
+    assert code == 0
+    result = json.loads(out)
+    assert [row["bug"] for row in result["bugs"]] == [bug.slug for bug in catalogue.track(1)]
+    for row in result["bugs"]:
+        assert row["buggy"]["detected"], row["buggy"]["message"]
+        assert not row["fixed"]["detected"], row["fixed"]["message"]
+        assert row["fixed"]["rounds"] == row["fixed"]["max_rounds"]
+
+
+def test_observe_reports_the_figure(capsys):
+    code, out, _ = run(capsys, "observe", "cleanup-leak", "--impl", "buggy", "--impl", "fixed", "--json")
+    buggy, fixed = json.loads(out)
+    assert code == 0
+    assert buggy["detected"] and buggy["figure"]["expected"] == "0" and int(buggy["figure"]["got"]) > 0
+    assert not fixed["detected"] and fixed["figure"]["got"] == "0"
+
+
+def test_observe_rate_counts_single_rounds(capsys):
+    code, out, _ = run(capsys, "observe", "3", "--impl", "buggy", "--rate", "3")
+    assert code == 0
+    assert "buggy: broke in 3 of 3 rounds (100%)" in out
+
+
+def test_unknown_names_get_one_clear_line(capsys):
+    code, _, err = run(capsys, "observe", "lost-update")
+    assert code == 2 and "no bug named 'lost-update'" in err and "lost-updates" in err
+    code, _, err = run(capsys, "observe", "lost-updates", "--impl", "no/such/folder")
+    assert code == 2 and "no implementation" in err
+
+
+@needs_frontrun
+def test_race_prints_the_interleaving_and_the_figure(capsys, lab):
+    code, out, _ = run(capsys, "race", "lost-increments")
+    assert code == 0
+    assert "lost-increments (bug 2, atomicity violation) on buggy" in out
+    assert "Expected: 2    Got: 1" in out
+    assert out.count("count = record.access_count + 1") == 2
+    assert "Replay: sessionlab race lost-increments --impl buggy" in out
+    code, out, _ = run(capsys, "race", "lost-increments", "--impl", "fixed", "--json")
+    (report,) = json.loads(out)
+    assert report["held"] and report["complete"] and report["explored"] >= 2
+
+
+def test_race_refuses_a_bug_that_is_not_a_race(capsys, lab):
+    code, _, err = run(capsys, "race", "cleanup-leak")
+    assert code == 2 and "not a race" in err and "sessionlab observe cleanup-leak" in err
+
+
+def test_check_needs_a_working_copy(capsys, lab):
+    code, _, err = run(capsys, "check", "lost-increments")
+    assert code == 2 and "sessionlab start" in err
+
+
+@needs_frontrun
+def test_the_learner_loop_from_start_to_a_fixed_bug_and_back(capsys, lab):
+    code, out, _ = run(capsys, "start")
+    assert code == 0 and (lab / "workspace" / "manager.py").exists()
+    assert (lab / "workspace" / "manager.py").read_text() == (lab / "buggy" / "manager.py").read_text()
+    code, out, _ = run(capsys, "start")
+    assert "already exists" in out
+
+    code, out, _ = run(capsys, "list", "--json")
+    listing = json.loads(out)
+    assert [e["status"] for e in listing["exercises"]] == ["buggy"] * 6 and listing["next"] == "lost-updates"
+
+    code, out, _ = run(capsys, "check", "lost-increments")
+    assert code == 1 and "STILL BUGGY" in out and "expected 2, counted 1" in out
+
+    apply_reference_fix(lab, "lost-increments")
+    code, out, _ = run(capsys, "check", "lost-increments", "--json")
+    (verdict,) = json.loads(out)["verdicts"]
+    assert code == 0 and verdict["fixed"]
+    assert [c["kind"] for c in verdict["checks"]] == ["deterministic", "stress"]
+    assert all(c["outcome"] == "held" for c in verdict["checks"])
+
+    code, out, _ = run(capsys, "list", "--json")
+    statuses = {e["bug"]: e["status"] for e in json.loads(out)["exercises"]}
+    assert statuses["lost-increments"] == "fixed" and statuses["lost-updates"] == "buggy"
+
+    code, out, _ = run(capsys, "diff", "lost-increments")
+    assert "SessionManager.increment_access: identical to the reference." in out
+
+    code, out, _ = run(capsys, "reset", "lost-increments")
+    assert code == 0
+    saved = list((lab / ".sessionlab" / "saved").glob("lost-increments-*-manager.py"))
+    assert len(saved) == 1 and "# FIX(lost-increments)" in saved[0].read_text()
+    code, out, _ = run(capsys, "check", "lost-increments")
+    assert code == 1 and "STILL BUGGY" in out
+
+    code, out, _ = run(capsys, "diff", "lost-increments")
+    assert "-        count = record.access_count + 1" in out and "+            # FIX(lost-increments)" in out
+
+
+def test_hints_come_one_at_a_time_and_stop_at_the_last(capsys, lab):
+    seen = []
+    for _ in range(6):
+        code, out, _ = run(capsys, "hint", "id-collision")
+        seen.append(out.splitlines()[0])
+    assert seen[:4] == [f"Hint {n} of 4 for id-collision:" for n in range(1, 5)]
+    assert seen[4:] == ["Hint 4 of 4 for id-collision:"] * 2
+    progress = json.loads((lab / ".sessionlab" / "hints.json").read_text())
+    assert progress == {"id-collision": 4}
+
+
+@needs_frontrun
+def test_check_without_a_bug_checks_the_current_exercise(capsys, lab):
+    run(capsys, "start")
+    apply_reference_fix(lab, "lost-updates")
+    code, out, _ = run(capsys, "check", "--json")
+    (verdict,) = json.loads(out)["verdicts"]
+    assert code == 1 and verdict["bug"] == "lost-increments" and not verdict["fixed"]
+
+
+@needs_frontrun
+def test_watch_runs_the_current_check(capsys, lab):
+    run(capsys, "start")
+    code, out, _ = run(capsys, "watch", "--once")
+    assert code == 0 and "1. lost-updates in workspace: STILL BUGGY" in out
+
+
+def test_git_ignores_the_working_copy_and_the_lab_state():
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    paths = ["workspace/manager.py", ".sessionlab/hints.json", ".sessionlab/saved/x-manager.py"]
+    result = subprocess.run(["git", "check-ignore", *paths], cwd=ROOT, capture_output=True, text=True)
+    assert result.stdout.split() == paths

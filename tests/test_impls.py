@@ -1,0 +1,45 @@
+"""--impl: finding an implementation by name or path."""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from sessionlab import impls
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_names_load_the_packages():
+    assert impls.load("fixed").module.__name__ == "fixed"
+    assert impls.load("buggy").new_manager().create_session("u", "n").startswith("sess-")
+
+
+def test_a_folder_loads_beside_the_original_and_reloads_when_edited(tmp_path):
+    copy = tmp_path / "mine"
+    shutil.copytree(ROOT / "buggy", copy, ignore=shutil.ignore_patterns("__pycache__"))
+    first = impls.load(str(copy))
+    assert first.module is not impls.load("buggy").module
+    assert impls.load(str(copy)).module is first.module  # unchanged: the same import
+    manager = copy / "manager.py"
+    manager.write_text(manager.read_text().replace('"sess-{:06d}"', '"mine-{:06d}"'))
+    os.utime(manager, ns=(manager.stat().st_atime_ns, manager.stat().st_mtime_ns + 1_000_000))
+    again = impls.load(str(copy))
+    assert again.new_manager().create_session("u", "n") == "mine-000001"
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("no_such_module_anywhere", "no implementation"),
+    ("sessionlab.api", "defines no SessionManager class"),
+    ("./no/such/folder", "no such file or folder"),
+])
+def test_bad_specs_say_what_is_wrong(spec, message):
+    with pytest.raises(impls.ImplementationError, match=message):
+        impls.load(spec)
+
+
+def test_a_folder_must_be_a_package(tmp_path):
+    (tmp_path / "loose").mkdir()
+    with pytest.raises(impls.ImplementationError, match="without __init__.py"):
+        impls.load(str(tmp_path / "loose"))

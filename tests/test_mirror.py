@@ -1,0 +1,64 @@
+"""buggy/ and fixed/ mirror each other: their diff is the list of fixes and nothing else."""
+
+import difflib
+import re
+from pathlib import Path
+
+from sessionlab import catalogue, workspace
+
+ROOT = Path(__file__).resolve().parent.parent
+FIX = re.compile(r"#\s*FIX\(([a-z-]+)\)")
+
+
+def owner(functions: dict, line: int) -> str | None:
+    """The innermost function holding a line."""
+    holding = [f for f in functions.values() if f.first <= line <= f.last]
+    return min(holding, key=lambda f: f.last - f.first).name if holding else None
+
+
+def test_the_packages_hold_the_same_files():
+    names = lambda folder: sorted(p.name for p in (ROOT / folder).glob("*.py"))  # noqa: E731
+    assert names("buggy") == names("fixed")
+
+
+def test_every_fix_is_marked_inside_the_functions_of_its_bug():
+    for name in ("manager.py",):
+        path = ROOT / "fixed" / name
+        functions = workspace.functions(path)
+        marked = {}
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            for slug in FIX.findall(line):
+                bug = catalogue.find(slug)
+                assert owner(functions, number) in bug.functions, f"{name}:{number} FIX({slug}) outside {bug.functions}"
+                marked.setdefault(slug, []).append(number)
+        track_one = {bug.slug for bug in catalogue.track(1)}
+        assert set(marked) == track_one, f"bugs without a FIX marker: {track_one - set(marked)}"
+
+
+def test_buggy_carries_no_markers():
+    for path in (ROOT / "buggy").glob("*.py"):
+        assert not FIX.search(path.read_text()), f"{path} gives its bugs away"
+
+
+def test_the_diff_touches_only_imports_and_the_functions_of_the_bugs():
+    before, after = ROOT / "buggy" / "manager.py", ROOT / "fixed" / "manager.py"
+    places = {"buggy": workspace.functions(before), "fixed": workspace.functions(after)}
+    allowed = {name for bug in catalogue.BUGS for name in bug.functions}
+    old, new = before.read_text().splitlines(), after.read_text().splitlines()
+    matcher = difflib.SequenceMatcher(a=old, b=new, autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            continue
+        changed = [("buggy", n + 1, old[n]) for n in range(i1, i2)] + [("fixed", n + 1, new[n]) for n in range(j1, j2)]
+        for side, number, text in changed:
+            if text.startswith(("import ", "from ")):
+                continue
+            assert owner(places[side], number) in allowed, f"{side}/manager.py:{number} changes outside a bug: {text!r}"
+
+
+def test_the_catalogue_functions_exist_in_both_packages():
+    for side in ("buggy", "fixed"):
+        defined = workspace.functions(ROOT / side / "manager.py")
+        for bug in catalogue.BUGS:
+            for name in bug.functions:
+                assert name in defined, f"{side}/manager.py has no {name} (catalogue: {bug.slug})"
