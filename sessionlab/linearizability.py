@@ -34,10 +34,10 @@ from __future__ import annotations
 import textwrap
 import threading
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 from sessionlab.api import Session
 from sessionlab.model import ContractViolation, Outcome, SessionState, step
@@ -210,6 +210,8 @@ class Verdict:
     session_operations: int = 0  # calls on that session
     failed_sessions: tuple[Any, ...] = ()  # every session whose calls cannot be linearized
     start_ns: int = 0  # invocation time of the history's first call, for relative times
+    # For every session whose calls are linearizable: its state after the order found.
+    final_states: Mapping[Any, SessionState | None] = field(default_factory=dict)
 
     def explain(self) -> str:
         """A readable account of the verdict, for a learner."""
@@ -249,7 +251,7 @@ class Verdict:
             span = f"call {first}" if first == len(self.prefix) else f"calls {first} to {len(self.prefix)}"
             lines.append(f"It overlaps {span} of that order; placed earlier, it should have done this:")
             for index, expected in self.earlier:
-                fits = _fits_outcome(op, expected)
+                fits = _fits(op, _seen(op), expected)
                 lines.append(
                     f"  before call {index + 1}: {_should(op, expected)}"
                     + (": it did, but then the calls after it cannot all be ordered" if fits else "")
@@ -278,8 +280,16 @@ class Verdict:
         )
 
 
-def check(operations: Iterable[Operation]) -> Verdict:
-    """Check a history against the sequential model, one session id at a time."""
+def check(
+    operations: Iterable[Operation], initial: Mapping[Any, SessionState | None] | None = None
+) -> Verdict:
+    """Check a history against the sequential model, one session id at a time.
+
+    initial gives the state of sessions that were live before the history
+    began (SessionModel.states, for instance); every other id starts with no
+    live session.
+    """
+    initial = initial or {}
     history = [op for op in operations if op.error != "InvalidInput"]
     history = [op for op in history if not (op.name == "create_session" and op.error is not None)]
     start = min((op.invoked_ns for op in history), default=0)
@@ -287,12 +297,15 @@ def check(operations: Iterable[Operation]) -> Verdict:
     for op in sorted(history, key=lambda op: (op.invoked_ns, op.returned_ns)):
         parts.setdefault(_partition_key(op.session_id), []).append(op)
     failures = []
+    final_states = {}
     for key, part in parts.items():
-        failure = _check_session(part)
-        if failure is not None:
-            failures.append((key, part, failure))
+        found = _check_session(part, initial.get(key))
+        if found.blocked is None:
+            final_states[key] = found.state
+        else:
+            failures.append((key, part, found))
     if not failures:
-        return Verdict(True, len(history), len(parts), start_ns=start)
+        return Verdict(True, len(history), len(parts), start_ns=start, final_states=final_states)
     key, part, (prefix, state, blocked) = failures[0]
     expected, reason = _what_went_wrong(blocked, prefix, state, part)
     ordered = {id(op) for op in prefix}
@@ -312,10 +325,11 @@ def check(operations: Iterable[Operation]) -> Verdict:
         expected=expected,
         reason=reason,
         candidates=candidates,
-        earlier=_earlier_places(blocked, prefix),
+        earlier=_earlier_places(blocked, prefix, initial.get(key)),
         session_operations=len(part),
         failed_sessions=tuple(k for k, _, _ in failures),
         start_ns=start,
+        final_states=final_states,
     )
 
 
@@ -366,23 +380,27 @@ def _run(state: SessionState | None, entry: _Entry) -> tuple[SessionState | None
         return state, None
 
 
-def _fits(entry: _Entry, outcome: Outcome | None) -> bool:
+def _fits(op: Operation, seen: Any, outcome: Outcome | None) -> bool:
+    """Whether op, which returned seen (in the model's form), did what outcome says."""
     if outcome is None:
         return False
-    op = entry.op
     if op.pending:
         return True
     if outcome.error is not None or op.error is not None:
         return outcome.error == op.error
-    return entry.seen == outcome.value
+    return seen == outcome.value
 
 
-def _check_session(part: list[Operation]):
-    """Search for a linearization of one session's calls.
+class _Found(NamedTuple):
+    """What the search found: a whole order (blocked is None), or the longest prefix."""
 
-    Returns None if one exists; otherwise (longest prefix found, model state
-    after it, the call whose return the search could not get past).
-    """
+    prefix: list[Operation]
+    state: SessionState | None  # the model's state after prefix
+    blocked: Operation | None  # the call whose return the search could not get past
+
+
+def _check_session(part: list[Operation], initial: SessionState | None) -> _Found:
+    """Search for a linearization of one session's calls, starting from initial."""
     events = []
     for bit, op in enumerate(part):
         call = _Entry(op, True, 1 << bit)
@@ -402,17 +420,17 @@ def _check_session(part: list[Operation]):
         last = entry
 
     unfinished = sum(1 for op in part if not op.pending)
-    state: SessionState | None = None
+    state = initial
     taken = 0  # bitmask of the calls in the order so far
     stack: list[tuple[_Entry, SessionState | None]] = []
     explored: set[tuple[int, SessionState | None]] = set()
-    longest: tuple[list[Operation], SessionState | None, Operation] | None = None
+    longest: _Found | None = None
 
     entry = head.next
     while unfinished:
         if entry.is_call:
             new_state, outcome = _run(state, entry)
-            if _fits(entry, outcome) and (taken | entry.bit, new_state) not in explored:
+            if _fits(entry.op, entry.seen, outcome) and (taken | entry.bit, new_state) not in explored:
                 explored.add((taken | entry.bit, new_state))
                 stack.append((entry, state))
                 state, taken = new_state, taken | entry.bit
@@ -425,7 +443,7 @@ def _check_session(part: list[Operation]):
             continue
         # A return: that call had to be linearized by now, and no candidate fits.
         if longest is None or len(stack) > len(longest[0]):
-            longest = ([taken_entry.op for taken_entry, _ in stack], state, entry.op)
+            longest = _Found([taken_entry.op for taken_entry, _ in stack], state, entry.op)
         if not stack:
             return longest
         taken_entry, state = stack.pop()
@@ -434,7 +452,7 @@ def _check_session(part: list[Operation]):
         if taken_entry.match is not None:
             unfinished += 1
         entry = taken_entry.next
-    return None
+    return _Found([taken_entry.op for taken_entry, _ in stack], state, None)
 
 
 def _lift(call: _Entry) -> None:
@@ -468,11 +486,13 @@ def _what_went_wrong(
     op: Operation, prefix: list[Operation], state: SessionState | None, part: list[Operation]
 ) -> tuple[Outcome | None, str]:
     """What op should have done after prefix, and one or two sentences saying so."""
-    after = f"after the {_plural(len(prefix), 'call')} that can be ordered before it"
+    after = (
+        f"after the {_plural(len(prefix), 'call')} that can be ordered before it"
+        if prefix else "at the start of the history"
+    )
     what = f"{op.call()} by {op.thread}"
-    try:
-        _, expected = step(state, op.name, _model_args(op))
-    except ContractViolation:
+    expected = _expect(state, op)
+    if expected is None:
         owner = _last(prefix, "create_session")
         by = f" (created by {owner.call()} by {owner.thread})" if owner else ""
         twin = _twin(op, part, lambda other: other.result == op.result)
@@ -484,7 +504,7 @@ def _what_went_wrong(
         )
 
     if expected.error is not None:
-        where = _describe_absence(state, prefix)
+        where = _describe_absence(prefix)
         if op.error is None:
             sentence = f"{what} {op.outcome()}, but {after} {where}, so it should raise {expected.error}."
             if op.name == "delete_session":
@@ -522,14 +542,15 @@ def _what_went_wrong(
     return expected, f"{what} {op.outcome()}, but {after} it should {_describe_outcome(op.name, expected)}."
 
 
-def _earlier_places(op: Operation, prefix: list[Operation]) -> tuple[tuple[int, Outcome | None], ...]:
-    """What op should do at each earlier place in prefix that real time allows."""
+def _earlier_places(
+    op: Operation, prefix: list[Operation], state: SessionState | None
+) -> tuple[tuple[int, Outcome | None], ...]:
+    """What op should do at each earlier place in prefix (run from state) that real time allows."""
     first = 0
     for index, earlier in enumerate(prefix):
         if not earlier.pending and earlier.returned_ns < op.invoked_ns:
             first = index + 1
     places = []
-    state = None
     for index, earlier in enumerate(prefix):
         if index >= first:
             places.append((index, _expect(state, op)))
@@ -545,12 +566,6 @@ def _expect(state: SessionState | None, op: Operation) -> Outcome | None:
         return None
 
 
-def _fits_outcome(op: Operation, expected: Outcome | None) -> bool:
-    entry = _Entry(op)
-    entry.seen = _seen(op)
-    return _fits(entry, expected)
-
-
 def _should(op: Operation, expected: Outcome | None) -> str:
     if expected is None:
         return f"it could not return {op.result!r}: that id belongs to a live session"
@@ -559,9 +574,8 @@ def _should(op: Operation, expected: Outcome | None) -> str:
 
 def _why_not(op: Operation, state: SessionState | None) -> str:
     """Why op cannot come next in state."""
-    try:
-        _, expected = step(state, op.name, _model_args(op))
-    except ContractViolation:
+    expected = _expect(state, op)
+    if expected is None:
         return f"its id {op.result!r} belongs to a live session"
     return f"it {op.outcome()}; there it should {_describe_outcome(op.name, expected)}"
 
@@ -596,9 +610,9 @@ def _describe_outcome(name: str, expected: Outcome) -> str:
     return f"return {expected.value!r}"
 
 
-def _describe_absence(state: SessionState | None, prefix: list[Operation]) -> str:
+def _describe_absence(prefix: list[Operation]) -> str:
     deleted = _last(prefix, "delete_session")
-    if deleted is not None and _last(prefix, "create_session") is not None:
+    if deleted is not None:
         return (
             f"session {deleted.session_id!r} has been logged out "
             f"(by {deleted.call()} by {deleted.thread})"

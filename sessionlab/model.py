@@ -170,17 +170,21 @@ def step(state: SessionState | None, operation: str, args: tuple) -> tuple[Sessi
 class SessionModel:
     """A correct session manager, for one thread: the specification as a store."""
 
-    def __init__(self) -> None:
-        self._sessions: dict[str, SessionState] = {}
+    def __init__(self, states: Mapping[str, SessionState | None] | None = None):
+        """Start empty, or with the given sessions live (an id mapped to None is not live)."""
+        self._sessions: dict[str, SessionState] = {
+            session_id: state for session_id, state in (states or {}).items() if state is not None
+        }
 
     @property
     def session_ids(self) -> frozenset[str]:
         """The ids of the live sessions."""
         return frozenset(self._sessions)
 
-    def state(self, session_id: str) -> SessionState | None:
-        """The live session's state, or None."""
-        return self._sessions.get(session_id)
+    @property
+    def states(self) -> dict[str, SessionState]:
+        """A copy of every live session's state, by id."""
+        return dict(self._sessions)
 
     def create_session(self, session_id: str, user_id: str, username: str) -> str:
         """Record a login the implementation answered with session_id.

@@ -5,6 +5,12 @@ kept, increments counted, sessions still queued, stats against the truth, ids
 shared, snapshots that changed. A round either holds or breaks; ``observe`` runs
 rounds until one breaks or a bounded number have held.
 
+Every call a round makes is also recorded and the history checked for
+linearizability (``sessionlab.linearizability``), so a round can break even when
+its totals happen to look right. Only the cleanup-leak scenario is not checked
+that way: the leak is bookkeeping, not a history, and that scenario's
+concurrent logins would blame another bug (id-collision) for what it found.
+
 Races are a matter of luck for threads that run free, so the bound is set from
 the rate at which one round breaks on ``buggy``: enough rounds that a bug
 present in the code is missed less than once in a million runs. Those rates
@@ -28,6 +34,7 @@ from typing import Any
 from sessionlab import catalogue
 from sessionlab.api import SessionManager, SessionNotFound, health_check
 from sessionlab.catalogue import Bug
+from sessionlab.linearizability import HistoryRecorder
 
 NewManager = Callable[[], SessionManager]
 
@@ -46,6 +53,7 @@ class Figure:
     expected: str
     got: str
     summary: str  # one sentence a learner can read: the figure and what it means
+    history: str = ""  # when the recorded history was not linearizable: the checker's account
 
 
 @dataclass(frozen=True)
@@ -76,6 +84,23 @@ class Scenario:
     run_round: Callable[[NewManager], Figure]
     # The lowest rate at which one round breaks on buggy that we count on (see module docstring).
     round_rate: float
+    check_history: bool = True
+
+    def run(self, new_manager: NewManager) -> Figure:
+        """One round; with check_history, its recorded history must be linearizable too."""
+        if not self.check_history:
+            return self.run_round(new_manager)
+        recorder = HistoryRecorder()
+        figure = self.run_round(lambda: recorder.wrap(new_manager()))
+        if not figure.held:
+            return figure
+        verdict = recorder.check()
+        if verdict.ok:
+            return figure
+        return Figure(False, figure.expected, figure.got,
+                      f"the totals held ({figure.summary}), but the recorded history of "
+                      f"{verdict.operations} calls is not linearizable: {verdict.reason}",
+                      history=verdict.explain())
 
     @property
     def max_rounds(self) -> int:
@@ -131,7 +156,7 @@ def observe(
     limit = scenario.max_rounds if max_rounds is None else max_rounds
     with fast_switching():
         for round_number in range(1, limit + 1):
-            figure = scenario.run_round(new_manager)
+            figure = scenario.run(new_manager)
             if progress is not None:
                 progress(round_number, limit)
             if not figure.held:
@@ -146,7 +171,7 @@ def round_rate(slug: str, new_manager: NewManager, runs: int,
     broke, example = 0, None
     with fast_switching():
         for run in range(1, runs + 1):
-            figure = scenario.run_round(new_manager)
+            figure = scenario.run(new_manager)
             if not figure.held:
                 broke += 1
                 example = example or figure
@@ -407,14 +432,18 @@ def _shared_snapshot(new_manager: NewManager) -> Figure:
     )
 
 
+# Single rounds that broke on buggy, out of 50, measured with
+# `sessionlab observe BUG --impl buggy --rate 50` on a 2-core machine (CPython 3.11):
+# lost-updates 50, lost-increments 31, cleanup-leak 50, stats-drift 50, id-collision 41,
+# shared-snapshot 50. Each scenario counts on a rate well below the one measured.
 SCENARIOS: dict[str, Scenario] = {
     scenario.bug.slug: scenario
     for scenario in (
-        Scenario(catalogue.find("lost-updates"), _lost_updates, round_rate=0.5),
-        Scenario(catalogue.find("lost-increments"), _lost_increments, round_rate=0.3),
-        Scenario(catalogue.find("cleanup-leak"), _cleanup_leak, round_rate=1.0),
-        Scenario(catalogue.find("stats-drift"), _stats_drift, round_rate=0.5),
-        Scenario(catalogue.find("id-collision"), _id_collision, round_rate=0.4),
-        Scenario(catalogue.find("shared-snapshot"), _shared_snapshot, round_rate=0.5),
+        Scenario(catalogue.find("lost-updates"), _lost_updates, round_rate=0.7),
+        Scenario(catalogue.find("lost-increments"), _lost_increments, round_rate=0.4),
+        Scenario(catalogue.find("cleanup-leak"), _cleanup_leak, round_rate=1.0, check_history=False),
+        Scenario(catalogue.find("stats-drift"), _stats_drift, round_rate=0.7),
+        Scenario(catalogue.find("id-collision"), _id_collision, round_rate=0.5),
+        Scenario(catalogue.find("shared-snapshot"), _shared_snapshot, round_rate=0.7),
     )
 }

@@ -210,6 +210,32 @@ def test_a_call_that_crashed_may_or_may_not_have_taken_effect():
     assert not verdict.ok
 
 
+def test_a_burst_is_checked_from_the_models_states_and_gives_the_states_after_it():
+    model = SessionModel()
+    model.create_session("s1", "u-1", "Ada")
+    model.increment_access("s1")
+    model.update_session("s1", "theme", "dark")
+    burst = [
+        call("worker-1", "increment_access", "s1", result=3, at=(0, 4)),
+        call("worker-2", "increment_access", "s1", result=2, at=(1, 3)),
+        call("worker-3", "delete_session", "s2", error="SessionNotFound", at=(0, 2)),
+    ]
+    verdict = check(burst, initial=model.states)
+    assert verdict.ok
+    assert verdict.final_states == {
+        "s1": SessionState("u-1", "Ada", access_count=3, metadata=(("theme", "dark"),)),
+        "s2": None,
+    }
+    after = SessionModel({**model.states, **verdict.final_states})
+    assert after.session_ids == frozenset({"s1"})
+    assert after.increment_access("s1") == 4
+
+    verdict = check(burst)  # from nothing, s1 was never created
+    assert not verdict.ok
+    assert verdict.operation is burst[1]
+    assert verdict.expected == Outcome(error="SessionNotFound")
+
+
 # -- Histories that are not linearizable, one per bug shape --------------------------------
 
 
