@@ -451,14 +451,74 @@ def _source_files_of(module: Any) -> frozenset[str]:
 # -- Exploring --------------------------------------------------------------------
 
 
-def explore(slug: str, implementation: Implementation) -> RaceReport:
-    """Explore a race bug's scenario on an implementation; report what was found."""
+@dataclass(frozen=True)
+class Exploration:
+    """What one exploration of some workers found."""
+
+    held: bool
+    explored: int
+    complete: bool  # the search ran out of interleavings, not out of budget
+    seconds: float
+    steps: tuple[Step, ...] = ()  # the interleaving that broke, line by line
+    explanation: str = ""  # frontrun's own account of it
+    reproduced: tuple[int, int] = (0, 0)
+    schedule: tuple[int, ...] = ()
+
+
+def explore_workers(
+    implementation: Implementation,
+    setup: Callable[[], Any],
+    workers: list[Callable[[Any], None]],
+    invariant: Callable[[Any], bool],
+    *,
+    replays: int = 3,
+) -> Exploration:
+    """Run workers on a fresh setup() under every interleaving, until invariant fails.
+
+    The search has no preemption bound, so when it holds it has run every
+    meaningfully different interleaving (up to MAX_EXECUTIONS).
+    """
     ok, why = frontrun_available()
     if not ok:
         raise FrontrunUnavailable(why)
     import frontrun
     from frontrun._cooperative import patch_locks, unpatch_locks
 
+    module = implementation.module.__name__.split(".")[0]
+    started = time.perf_counter()
+    events: list[Any] = []
+    with _exploring, _capturing_trace(events):
+        patch_locks()  # lets explore() run without the frontrun command-line wrapper
+        try:
+            result = frontrun.explore(
+                setup=setup,
+                workers=workers,
+                invariant=invariant,
+                stop_on_first=True,
+                preemption_bound=None,
+                max_executions=MAX_EXECUTIONS,
+                detect_io=False,
+                reproduce_on_failure=replays,
+                trace_packages=[module, f"{module}.*"],
+            )
+        finally:
+            unpatch_locks()
+    seconds = time.perf_counter() - started
+    if result.property_holds is None:
+        raise RuntimeError(f"the exploration was inconclusive: {result.inconclusive_reason}")
+    if result.property_holds:
+        return Exploration(True, result.num_explored, result.num_explored < MAX_EXECUTIONS, seconds)
+    return Exploration(
+        False, result.num_explored, False, seconds,
+        steps=build_steps(events, implementation.module),
+        explanation=result.explanation or "",
+        reproduced=(result.reproduction_successes, result.reproduction_attempts),
+        schedule=tuple(result.counterexample or ()),
+    )
+
+
+def explore(slug: str, implementation: Implementation) -> RaceReport:
+    """Explore a race bug's scenario on an implementation; report what was found."""
     bug = catalogue.find(slug)
     if bug.slug not in SCENARIOS:
         races = ", ".join(SCENARIOS)
@@ -472,40 +532,17 @@ def explore(slug: str, implementation: Implementation) -> RaceReport:
             figures.append(figure)
         return figure.held
 
-    module = implementation.module.__name__.split(".")[0]
-    started = time.perf_counter()
-    events: list[Any] = []
-    with _exploring, _capturing_trace(events):
-        patch_locks()  # lets explore() run without the frontrun command-line wrapper
-        try:
-            result = frontrun.explore(
-                setup=lambda: scenario.setup(implementation),
-                workers=[worker.run for worker in scenario.workers],
-                invariant=invariant,
-                stop_on_first=True,
-                preemption_bound=None,
-                max_executions=MAX_EXECUTIONS,
-                detect_io=False,
-                reproduce_on_failure=3,
-                trace_packages=[module, f"{module}.*"],
-            )
-        finally:
-            unpatch_locks()
-    seconds = time.perf_counter() - started
-    if result.property_holds is None:
-        raise RuntimeError(f"{bug.slug}: the exploration was inconclusive: {result.inconclusive_reason}")
-    if result.property_holds:
-        return RaceReport(bug, implementation.name, scenario, True, result.num_explored,
-                          result.num_explored < MAX_EXECUTIONS, seconds)
-    explanation = result.explanation or ""
-    conflict = next((line.strip() for line in explanation.splitlines()[1:] if line.strip()), "")
-    steps = build_steps(events, implementation.module)
+    found = explore_workers(implementation, lambda: scenario.setup(implementation),
+                            [worker.run for worker in scenario.workers], invariant)
+    if found.held:
+        return RaceReport(bug, implementation.name, scenario, True, found.explored, found.complete, found.seconds)
+    first_line = found.explanation.splitlines()[0] if found.explanation else "broke"
+    conflict = next((line.strip() for line in found.explanation.splitlines()[1:] if line.strip()), "")
     return RaceReport(
-        bug, implementation.name, scenario, False, result.num_explored, False, seconds,
-        figure=figures[0] if figures else Figure(False, "?", "?", explanation.splitlines()[0] if explanation else "broke"),
-        steps=steps, conflict=conflict,
-        reproduced=(result.reproduction_successes, result.reproduction_attempts),
-        schedule=tuple(result.counterexample or ()), explanation=explanation,
+        bug, implementation.name, scenario, False, found.explored, False, found.seconds,
+        figure=figures[0] if figures else Figure(False, "?", "?", first_line),
+        steps=found.steps, conflict=conflict, reproduced=found.reproduced,
+        schedule=found.schedule, explanation=found.explanation,
     )
 
 
