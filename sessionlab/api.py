@@ -167,7 +167,12 @@ class SessionManager(Protocol):
         """How many deleted sessions still wait to be released."""
 
     def close(self) -> None:
-        """Release everything; later calls raise SessionError."""
+        """Release the sessions waiting for cleanup; later session calls raise SessionError.
+
+        get_stats, get_active_count and get_cleanup_queue_size still answer after
+        close, so a closed manager can still be inspected (health_check works).
+        Closing twice is harmless.
+        """
 
     def __enter__(self) -> SessionManager: ...
 

@@ -174,3 +174,15 @@ def test_git_ignores_the_working_copy_and_the_lab_state():
     paths = ["workspace/manager.py", ".sessionlab/hints.json", ".sessionlab/saved/x-manager.py"]
     result = subprocess.run(["git", "check-ignore", *paths], cwd=ROOT, capture_output=True, text=True)
     assert result.stdout.split() == paths
+
+
+def test_without_frontrun_race_says_why_and_check_falls_back_on_stress(capsys, monkeypatch):
+    from sessionlab import checks, impls
+
+    monkeypatch.setattr(race, "frontrun_available", lambda: (False, "frontrun has no build for this platform"))
+    code, _, err = run(capsys, "race", "lost-increments")
+    assert code == 3 and "frontrun has no build for this platform" in err
+    verdict = checks.judge("lost-increments", impls.load("buggy"))
+    skipped, stressed = verdict.results
+    assert skipped.held is None and "frontrun has no build" in skipped.message
+    assert stressed.check.kind == "stress" and stressed.held is False and not verdict.fixed

@@ -185,6 +185,7 @@ def test_closed_manager_refuses_every_operation(impl):
     ):
         with pytest.raises(SessionError, match="closed"):
             call()
+    assert api.health_check(manager).active_sessions_actual == 1  # still inspectable
 
 
 # -- bad input: a typed error, and nothing changes ------------------------------------
