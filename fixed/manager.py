@@ -127,11 +127,11 @@ class SessionManager:
             # FIX(stats-drift): find, remove and count in one critical section, so a second
             # logout of the same session finds nothing and counts nothing
             record = self._require(session_id)
-            log.info("logout: session %s for user %s", session_id, record.user_id)
             del self._sessions[session_id]
             self._cleanup_queue.append(record)
             self._run_cleanup()
             self._active_sessions -= 1
+        log.info("logout: session %s for user %s", session_id, record.user_id)
 
     def get_stats(self) -> Stats:
         with self._lock:

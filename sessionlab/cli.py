@@ -183,7 +183,8 @@ def _measure_rate(args: argparse.Namespace, bug: Bug, implementations, progress:
         if example is not None:
             print(f"    e.g. {example.summary}")
     print(f"  the checks count on at least {scenario.round_rate:.0%} per round and run up to "
-          f"{scenario.max_rounds} rounds, so a bug broken at that rate is missed less than once in a million")
+          f"{stress.plural(scenario.max_rounds, 'round')}, so a bug broken at that rate is missed less "
+          f"than once in a million")
     return EXIT_OK
 
 

@@ -433,17 +433,18 @@ def _shared_snapshot(new_manager: NewManager) -> Figure:
 
 
 # Single rounds that broke on buggy, out of 50, measured with
-# `sessionlab observe BUG --impl buggy --rate 50` on a 2-core machine (CPython 3.11):
-# lost-updates 50, lost-increments 31, cleanup-leak 50, stats-drift 50, id-collision 41,
-# shared-snapshot 50. Each scenario counts on a rate well below the one measured.
+# `sessionlab observe BUG --impl buggy --rate 50` on 2-core machines (CPython 3.11), lowest
+# of several runs, some on a busy machine: lost-updates 49, lost-increments 21, cleanup-leak 50,
+# stats-drift 50, id-collision 27, shared-snapshot 50. Each scenario counts on a rate below
+# the lowest one measured.
 SCENARIOS: dict[str, Scenario] = {
     scenario.bug.slug: scenario
     for scenario in (
         Scenario(catalogue.find("lost-updates"), _lost_updates, round_rate=0.7),
-        Scenario(catalogue.find("lost-increments"), _lost_increments, round_rate=0.4),
+        Scenario(catalogue.find("lost-increments"), _lost_increments, round_rate=0.3),
         Scenario(catalogue.find("cleanup-leak"), _cleanup_leak, round_rate=1.0, check_history=False),
         Scenario(catalogue.find("stats-drift"), _stats_drift, round_rate=0.7),
-        Scenario(catalogue.find("id-collision"), _id_collision, round_rate=0.5),
+        Scenario(catalogue.find("id-collision"), _id_collision, round_rate=0.4),
         Scenario(catalogue.find("shared-snapshot"), _shared_snapshot, round_rate=0.7),
     )
 }

@@ -18,18 +18,27 @@ The operations, and the fixes they show the cost of:
                          stored a key, so buggy/ releases it and its cleanup queue stays empty)
     create + delete      cleanup-leak: a session that stored nothing; on buggy/ every one of
                          them stays queued, and every logout walks the whole queue again
+
+When a working copy exists (workspace/, made by ``sessionlab start``), it is
+benchmarked too, so the cost of your own fixes can be read off the same table.
 """
 
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import pytest
 
 import buggy
 import fixed
+from sessionlab import impls
 
 IMPLEMENTATIONS = [pytest.param(buggy, id="buggy"), pytest.param(fixed, id="fixed")]
+
+WORKSPACE = Path(__file__).resolve().parents[2] / "workspace"
+if (WORKSPACE / "__init__.py").exists():
+    IMPLEMENTATIONS.append(pytest.param(impls.load(str(WORKSPACE)).module, id="workspace"))
 
 # Calls of a microsecond or two: time rounds of at least 100 microseconds, so the
 # timer's own overhead is spread over many calls, the same for buggy and fixed.

@@ -1,4 +1,8 @@
-"""Choosing the implementation under test.
+"""The lab's pytest plugin: choosing the implementation under test.
+
+It is loaded with ``-p sessionlab.pytest_plugin`` (pyproject.toml sets it), so
+that ``--impl`` is known before pytest reads the command line's paths: in
+``pytest --impl buggy``, ``buggy`` is the option's value, not a folder to test.
 
 ``pytest`` alone is the lab's self-test: every check runs against ``fixed`` and
 must pass, and every check that belongs to a bug also runs against the pristine
