@@ -399,13 +399,13 @@ def operations_in(example: list[str], machine: type) -> int:
 
 
 def falsifying_example(notes: list[str]) -> list[str]:
-    """The steps Hypothesis printed, from 'Falsifying example' up to its explanation."""
+    """The steps of the run Hypothesis reported, from building the machine to its teardown."""
     lines = [line for note in notes for line in note.splitlines()]
-    start = next((n for n, line in enumerate(lines) if line.startswith("Falsifying example")), None)
+    start = next((n for n, line in enumerate(lines) if line.startswith("state = ")), None)
     if start is None:
         return []
-    end = next((n for n, line in enumerate(lines[start:], start) if line.startswith("Explanation")), len(lines))
-    return lines[start + 1:end]
+    end = next((n for n, line in enumerate(lines[start:], start) if line.startswith("state.teardown()")), len(lines))
+    return lines[start:end + 1]
 
 
 @pytest.mark.parametrize("slug", [pytest.param(slug, marks=[] if slug == "cleanup-leak" else [needs_frontrun])
