@@ -584,9 +584,9 @@ def _differences(seen: Any, expected: SessionState, prefix: list[Operation]) -> 
     if not isinstance(seen, SessionState):
         return f"it returned {seen!r}, not a Session"
     found = []
-    for field in ("user_id", "username", "is_authenticated", "access_count"):
-        if getattr(seen, field) != getattr(expected, field):
-            found.append(f"{field} is {getattr(seen, field)!r} instead of {getattr(expected, field)!r}")
+    for name in ("user_id", "username", "is_authenticated", "access_count"):
+        if getattr(seen, name) != getattr(expected, name):
+            found.append(f"{name} is {getattr(seen, name)!r} instead of {getattr(expected, name)!r}")
     got, want = dict(seen.metadata), dict(expected.metadata)
     for key, value in want.items():
         if key not in got:

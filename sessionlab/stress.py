@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import html
 import math
+import random
 import sys
 import threading
 from collections import Counter
@@ -178,6 +179,37 @@ def round_rate(slug: str, new_manager: NewManager, runs: int,
             if progress is not None:
                 progress(run, runs)
     return broke, example
+
+
+def record_mixed_run(new_manager: NewManager, threads: int = 4, calls_each: int = 50, sessions: int = 3,
+                     seed: int = 0) -> HistoryRecorder:
+    """Record threads x calls_each increments, updates, reads and (rare) logouts over a few sessions."""
+    recorder = HistoryRecorder()
+    with recorder.wrap(new_manager()) as manager:
+        ids = [manager.create_session(f"u-{n}", f"user {n}") for n in range(sessions)]
+        barrier = threading.Barrier(threads)
+
+        def worker(index: int) -> None:
+            rng = random.Random(seed * 1000 + index)
+            barrier.wait()
+            for n in range(calls_each):
+                session_id = rng.choice(ids)
+                roll = rng.random()
+                try:
+                    if roll < 0.4:
+                        manager.increment_access(session_id)
+                    elif roll < 0.7:
+                        manager.update_session(session_id, f"key-{rng.randrange(4)}", n)
+                    elif roll < 0.97:
+                        manager.get_session(session_id)
+                    else:
+                        manager.delete_session(session_id)
+                except SessionNotFound:
+                    pass  # logged out by another thread: part of the history too
+
+        with fast_switching():
+            run_threads(threads, worker)
+    return recorder
 
 
 # -- 1. lost-updates ------------------------------------------------------------

@@ -11,7 +11,6 @@ asserted here).
 
 from __future__ import annotations
 
-import random
 import threading
 from types import MappingProxyType
 
@@ -23,7 +22,7 @@ from sessionlab import api
 from sessionlab.api import InvalidInput, Session, SessionError, SessionNotFound
 from sessionlab.linearizability import HistoryRecorder, Operation, RecordingManager, check
 from sessionlab.model import ContractViolation, Outcome, SessionModel, SessionState, step
-from sessionlab.stress import fast_switching, run_threads
+from sessionlab.stress import record_mixed_run
 
 
 def call(thread: str, name: str, *args, result=None, error=None, at: tuple[int, int]) -> Operation:
@@ -488,37 +487,6 @@ def test_the_recorder_keeps_the_snapshot_as_the_caller_saw_it():
     recorded = recorder.operations[2].result
     assert dict(recorded.metadata) == {"cart": "3 books"}
     assert recorder.check().ok
-
-
-def record_mixed_run(new_manager, threads: int = 4, calls_each: int = 50, sessions: int = 3,
-                     seed: int = 0) -> HistoryRecorder:
-    """threads x calls_each increments, updates, reads and (rare) logouts over a few sessions."""
-    recorder = HistoryRecorder()
-    with recorder.wrap(new_manager()) as manager:
-        ids = [manager.create_session(f"u-{n}", f"user {n}") for n in range(sessions)]
-        barrier = threading.Barrier(threads)
-
-        def worker(index: int) -> None:
-            rng = random.Random(seed * 1000 + index)
-            barrier.wait()
-            for n in range(calls_each):
-                session_id = rng.choice(ids)
-                roll = rng.random()
-                try:
-                    if roll < 0.4:
-                        manager.increment_access(session_id)
-                    elif roll < 0.7:
-                        manager.update_session(session_id, f"key-{rng.randrange(4)}", n)
-                    elif roll < 0.97:
-                        manager.get_session(session_id)
-                    else:
-                        manager.delete_session(session_id)
-                except SessionNotFound:
-                    pass  # logged out by another thread: part of the history too
-
-        with fast_switching():
-            run_threads(threads, worker)
-    return recorder
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -9,16 +9,15 @@ asserts the verdict instead.
 from __future__ import annotations
 
 import random
-import threading
 from types import MappingProxyType
 
 import pytest
 
 import fixed
-from sessionlab.api import Session, SessionNotFound
-from sessionlab.linearizability import HistoryRecorder, Operation, check
+from sessionlab.api import Session
+from sessionlab.linearizability import Operation, check
 from sessionlab.model import SessionState, step
-from sessionlab.stress import fast_switching, run_threads
+from sessionlab.stress import record_mixed_run
 
 THREADS = 4
 CALLS_EACH = 50
@@ -88,32 +87,7 @@ def lose_one_increment(history: list[Operation]) -> tuple[list[Operation], Opera
 
 
 def record_fixed_run(seed: int) -> list[Operation]:
-    recorder = HistoryRecorder()
-    with recorder.wrap(fixed.SessionManager()) as manager:
-        ids = [manager.create_session(f"u-{n}", f"user {n}") for n in range(SESSIONS)]
-        barrier = threading.Barrier(THREADS)
-
-        def worker(index: int) -> None:
-            rng = random.Random(seed * 1000 + index)
-            barrier.wait()
-            for n in range(CALLS_EACH):
-                session_id = rng.choice(ids)
-                roll = rng.random()
-                try:
-                    if roll < 0.4:
-                        manager.increment_access(session_id)
-                    elif roll < 0.7:
-                        manager.update_session(session_id, f"key-{rng.randrange(4)}", n)
-                    elif roll < 0.98:
-                        manager.get_session(session_id)
-                    else:
-                        manager.delete_session(session_id)
-                except SessionNotFound:
-                    pass
-
-        with fast_switching():
-            run_threads(THREADS, worker)
-    return recorder.operations
+    return record_mixed_run(fixed.SessionManager, THREADS, CALLS_EACH, SESSIONS, seed).operations
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
