@@ -157,6 +157,10 @@ def cmd_observe(args: argparse.Namespace) -> int:
         verdict = "BROKE" if observation.detected else "held"
         print(f"  {observation.implementation}: {verdict}")
         print(f"    {observation.message}")
+        if observation.figure.history:
+            print("\n    The recorded history, checked for linearizability:\n")
+            print("\n".join("      " + line for line in observation.figure.history.splitlines()))
+            print()
     return EXIT_OK
 
 
@@ -388,13 +392,13 @@ def cmd_watch(args: argparse.Namespace) -> int:
     space.require()
     print(f"Watching {space.path}/ ; the check reruns on every save. Stop with Ctrl-C.\n")
     for changed in workspace.changes(space.files, interval=args.interval):
-        implementation = impls.load(str(space.path))  # imported afresh when its files changed
+        implementation = _load(str(space.path))  # imported afresh when its files changed
         bug = catalogue.find(args.bug) if args.bug else _current_exercise(space, implementation).bug
         stamp = time.strftime("%H:%M:%S")
         names = ", ".join(path.name for path in changed)
         print(f"--- {stamp}  {names}")
         try:
-            _print_verdict(checks.judge(bug.slug, impls.Implementation(workspace.WORKSPACE, implementation.module)))
+            _print_verdict(checks.judge(bug.slug, implementation))
         except Exception as exc:  # a learner's half-written code must not end the watch
             print(f"  your code raised {type(exc).__name__}: {exc}\n")
         if args.once:

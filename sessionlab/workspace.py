@@ -107,6 +107,19 @@ def functions(path: Path) -> dict[str, Function]:
     return found
 
 
+def replace_functions(path: Path, replacements: dict[str, str]) -> None:
+    """Rewrite a file with some of its functions replaced by new source text, by qualified name."""
+    current = functions(path)
+    missing = [name for name in replacements if name not in current]
+    if missing:
+        raise WorkspaceError(f"{path} has no function {', '.join(missing)}")
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    for name in sorted(replacements, key=lambda n: current[n].first, reverse=True):
+        text = replacements[name]
+        lines[current[name].first - 1: current[name].last] = [text if text.endswith("\n") else text + "\n"]
+    path.write_text("".join(lines), encoding="utf-8")
+
+
 def diff(bug: Bug, mine: Path, reference: Path, mine_label: str, reference_label: str) -> list[tuple[str, str]]:
     """For each function holding the bug: (name, unified diff of mine against the reference)."""
     have, want = functions(mine), functions(reference)
@@ -128,17 +141,13 @@ def reset(bug: Bug, workspace: Workspace) -> Path:
     workspace.require()
     mine = workspace.path / MODULE
     original = functions(workspace.root / "buggy" / MODULE)
-    current = functions(mine)
-    missing = [name for name in bug.functions if name not in current]
+    missing = [name for name in bug.functions if name not in functions(mine)]
     if missing:
         raise WorkspaceError(f"{mine} has no function {', '.join(missing)}")
     saved = workspace.state / "saved" / f"{bug.slug}-{time.strftime('%Y%m%d-%H%M%S')}-{MODULE}"
     saved.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy2(mine, saved)
-    lines = mine.read_text(encoding="utf-8").splitlines(keepends=True)
-    for function in sorted((current[name] for name in bug.functions), key=lambda f: f.first, reverse=True):
-        lines[function.first - 1: function.last] = [original[function.name].text]
-    mine.write_text("".join(lines), encoding="utf-8")
+    replace_functions(mine, {name: original[name].text for name in bug.functions})
     return saved
 
 

@@ -36,14 +36,10 @@ def apply_reference_fix(lab: Path, slug: str) -> None:
     """Copy the reference's version of a bug's functions into the working copy."""
     mine = lab / workspace.WORKSPACE / workspace.MODULE
     reference = workspace.functions(lab / "fixed" / workspace.MODULE)
-    current = workspace.functions(mine)
-    lines = mine.read_text().splitlines(keepends=True)
-    for name in sorted(catalogue.find(slug).functions, key=lambda n: current[n].first, reverse=True):
-        lines[current[name].first - 1: current[name].last] = [reference[name].text]
-    text = "".join(lines)
+    workspace.replace_functions(mine, {name: reference[name].text for name in catalogue.find(slug).functions})
+    text = mine.read_text()
     if "secrets." in text and "import secrets" not in text:
-        text = text.replace("import logging\n", "import logging\nimport secrets\n")
-    mine.write_text(text)
+        mine.write_text(text.replace("import logging\n", "import logging\nimport secrets\n"))
 
 
 def test_demo_shows_every_bug_on_buggy_and_none_on_fixed(capsys):

@@ -25,13 +25,8 @@ def variant(tmp_path: Path, name: str, replacements: dict[str, str]) -> impls.Im
     """A copy of buggy/ with some functions replaced by new source (written at method indentation)."""
     folder = tmp_path / name
     shutil.copytree(ROOT / "buggy", folder, ignore=shutil.ignore_patterns("__pycache__"))
-    module = folder / workspace.MODULE
-    lines = module.read_text(encoding="utf-8").splitlines(keepends=True)
-    found = workspace.functions(module)
-    for qualname in sorted(replacements, key=lambda q: found[q].first, reverse=True):
-        function = found[qualname]
-        lines[function.first - 1: function.last] = [textwrap.indent(textwrap.dedent(replacements[qualname]), "    ")]
-    module.write_text("".join(lines), encoding="utf-8")
+    workspace.replace_functions(folder / workspace.MODULE, {
+        name: textwrap.indent(textwrap.dedent(source), "    ") for name, source in replacements.items()})
     return impls.load(str(folder))
 
 

@@ -43,3 +43,29 @@ def test_concurrent_logins_get_distinct_ids_owned_by_their_user(impl):
 @pytest.mark.shared_snapshot
 def test_snapshots_do_not_change_while_their_session_is_logged_out(impl):
     check("shared-snapshot", impl)
+
+
+def test_a_round_whose_totals_hold_still_breaks_on_its_history():
+    import fixed
+    from sessionlab import catalogue
+    from sessionlab.stress import Figure, Scenario
+
+    class MiscountingManager(fixed.SessionManager):
+        """Counts every access, but reports the count one too high."""
+
+        def increment_access(self, session_id):
+            return super().increment_access(session_id) + 1
+
+    def one_round(new_manager):
+        with new_manager() as manager:
+            session_id = manager.create_session("u-1", "Ada")
+            manager.increment_access(session_id)
+            counted = manager.get_session(session_id).access_count
+        return Figure(counted == 1, "1", str(counted), f"expected 1, counted {counted}")
+
+    scenario = Scenario(catalogue.find("lost-increments"), one_round, round_rate=1.0)
+    assert one_round(MiscountingManager).held
+    figure = scenario.run(MiscountingManager)
+    assert not figure.held
+    assert figure.summary.startswith("the totals held (expected 1, counted 1), but the recorded history of 3 calls")
+    assert "returned 2" in figure.history and "should return 1" in figure.history
