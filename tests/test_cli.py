@@ -182,3 +182,20 @@ def test_without_frontrun_race_says_why_and_check_falls_back_on_stress(capsys, m
     skipped, stressed = verdict.results
     assert skipped.held is None and "frontrun has no build" in skipped.message
     assert stressed.check.kind == "stress" and stressed.held is False and not verdict.fixed
+
+
+@needs_frontrun
+def test_the_json_schemas_graders_rely_on(capsys, lab):
+    run(capsys, "start")
+    code, out, _ = run(capsys, "check", "stats-drift", "--json")
+    result = json.loads(out)
+    assert set(result) == {"implementation", "verdicts"}
+    (verdict,) = result["verdicts"]
+    assert set(verdict) == {"bug", "number", "implementation", "fixed", "evidence", "checks"}
+    assert {tuple(sorted(check)) for check in verdict["checks"]} == {
+        ("check", "kind", "message", "outcome", "seconds")}
+    code, out, _ = run(capsys, "list", "--json")
+    listing = json.loads(out)
+    assert set(listing) == {"workspace", "exercises", "next"}
+    assert {tuple(sorted(e)) for e in listing["exercises"]} == {
+        ("bug", "evidence", "folder", "hints", "hints_seen", "number", "status", "title")}
