@@ -35,8 +35,6 @@ settings.register_profile("thorough", max_examples=300, stateful_step_count=25, 
                           phases=_PHASES)
 settings.load_profile("fast")
 
-SELF_TEST = ("fixed", "buggy")
-
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(

@@ -36,9 +36,6 @@ from sessionlab.catalogue import Bug
 from sessionlab.impls import Implementation
 from sessionlab.stress import Figure, plural, render
 
-# The frontrun release the reports are built for (pinned in pyproject.toml).
-FRONTRUN_SERIES = "0.7"
-
 # Enough for a complete search of every scenario here on fixed; reported if reached.
 MAX_EXECUTIONS = 20_000
 
