@@ -1,109 +1,44 @@
-"""Is a bug fixed yet? Every check of one bug, run against one implementation.
+"""The judge: is a bug fixed yet? Every check of one bug, run against one implementation.
 
 Checks judge behaviour, not text: a correct fix that differs from the reference
-passes, and a fix that only narrows the window fails. Deterministic checks run
-first (exploration of every interleaving, and the single-thread checks); the
-stress scenario runs only once they hold, since a stress round can only
-confirm what they already showed.
+passes, and a fix that only narrows the window fails. The contract runs first
+(every operation, one call at a time, bad input included), then the bug's own
+deterministic checks (exploration of every interleaving of its scenario, its
+single-thread checks), then short concurrent scenarios of every pair of
+operations, and stress last, since a stress round can only confirm what the
+others already showed.
+
+Every check is bounded in time. A verdict is one of:
+
+FIXED        every check held
+STILL BUGGY  a check broke; the figure and the interleaving say how
+ERROR        the code did not import, or raised where the contract allows no error
+HANGS        a check did not finish within its bound; where each thread waits
+UNPROVEN     every check that ran held, but one that could decide was unavailable here
 """
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sessionlab import api, catalogue, race, stress
-from sessionlab.catalogue import Bug
-from sessionlab.impls import Implementation
-from sessionlab.stress import Figure
+from sessionlab import catalogue, race
+from sessionlab.bounded import Hang, run_bounded
+from sessionlab.bugs import Bug
+from sessionlab.figure import Figure
+from sessionlab.impls import CodeError, Implementation
 
 DETERMINISTIC, STRESS = "deterministic", "stress"
 
+FIXED, STILL_BUGGY, ERROR, HANGS, UNPROVEN = "FIXED", "STILL BUGGY", "ERROR", "HANGS", "UNPROVEN"
 
-# -- Single-thread checks ---------------------------------------------------------
+# No check may run longer than this; one that does has hung. Single calls get less.
+CHECK_SECONDS = 10.0
+CONTRACT_SECONDS = 3.0
+STRESS_SECONDS = 120.0
 
-
-def released_after_logout(implementation: Implementation) -> Figure:
-    """cleanup-leak: a session that stored nothing is released when it is deleted."""
-    with implementation.new_manager() as manager:
-        empty = manager.create_session("u-1", "Ada")
-        full = manager.create_session("u-2", "Bob")
-        manager.update_session(full, "theme", "dark")
-        manager.delete_session(empty)
-        manager.delete_session(full)
-        queued = manager.get_cleanup_queue_size()
-        failed = manager.get_stats().failed_cleanups
-    if queued == 0:
-        return Figure(True, "0 queued", "0 queued", "2 sessions deleted, both released")
-    return Figure(False, "0 queued", f"{queued} queued",
-                  f"2 sessions deleted one after the other, {queued} still queued for cleanup "
-                  f"({failed} failed cleanup attempts): a session that stored nothing is never released")
-
-
-def no_leak_past_threshold(implementation: Implementation) -> Figure:
-    """cleanup-leak: logins and logouts past the leak threshold leave health_check healthy."""
-    logins = api.LEAK_THRESHOLD + 1
-    with implementation.new_manager() as manager:
-        for n in range(logins):
-            manager.delete_session(manager.create_session(f"u-{n}", "visitor"))
-        health = api.health_check(manager)
-    if not health.memory_leak_detected:
-        return Figure(True, "no leak", "no leak", f"{logins} logins and logouts; the cleanup queue holds "
-                      f"{health.cleanup_queue_size}")
-    return Figure(False, "no leak", f"{health.cleanup_queue_size} queued",
-                  f"after {logins} logins and logouts, {health.cleanup_queue_size} sessions wait in the "
-                  f"cleanup queue; health_check reports a leak")
-
-
-def snapshot_kept_after_logout(implementation: Implementation) -> Figure:
-    """shared-snapshot: a snapshot read before logout keeps its metadata."""
-    with implementation.new_manager() as manager:
-        session_id = manager.create_session("u-1", "Ada")
-        manager.update_session(session_id, "cart", "3 books")
-        snapshot = manager.get_session(session_id)
-        manager.delete_session(session_id)
-    now = dict(snapshot.metadata)
-    if now == {"cart": "3 books"}:
-        return Figure(True, "{'cart': '3 books'}", repr(now), "the snapshot kept its metadata after logout")
-    return Figure(False, "{'cart': '3 books'}", repr(now),
-                  f"a snapshot read before logout showed {{'cart': '3 books'}} and now shows {now}: "
-                  f"get_session handed out the live metadata, not a copy")
-
-
-GUESS_LOGINS = 20
-GUESS_REACH = 3  # how far up and down a number in an id the guesser tries
-
-
-def neighbours(session_id: str) -> list[str]:
-    """Ids a user could try after seeing their own: every run of digits moved up or down a little."""
-    guesses = []
-    for match in re.finditer(r"\d+", session_id):
-        number, width = int(match.group()), len(match.group())
-        for step in range(-GUESS_REACH, GUESS_REACH + 1):
-            if step and number + step >= 0:
-                guess = f"{number + step:0{width}d}"
-                guesses.append(session_id[: match.start()] + guess + session_id[match.end():])
-    return guesses
-
-
-def ids_not_guessable(implementation: Implementation) -> Figure:
-    """id-collision: knowing your own session id does not let you guess another user's."""
-    with implementation.new_manager() as manager:
-        owners = {manager.create_session(f"user-{n}", f"user {n}"): f"user-{n}" for n in range(GUESS_LOGINS)}
-        for own, me in owners.items():
-            for guess in neighbours(own):
-                if guess in owners and owners[guess] != me:
-                    victim = manager.get_session(guess).user_id
-                    return Figure(False, "no id guessed", f"{guess} guessed",
-                                  f"{me}, holding session {own}, tried {guess} and got into {victim}'s session: "
-                                  f"ids that follow a pattern can be guessed")
-    return Figure(True, "no id guessed", "no id guessed",
-                  f"{GUESS_LOGINS} logins; no user could reach another's session from their own id")
-
-
-# -- Checks -----------------------------------------------------------------------
+HELD, BROKE, SKIPPED, RAISED, HUNG = "held", "broke", "skipped", "error", "hang"
 
 
 @dataclass(frozen=True)
@@ -111,21 +46,28 @@ class Check:
     bug: Bug
     name: str
     kind: str  # DETERMINISTIC or STRESS
-    run: Callable[[Implementation], tuple[bool, str]]  # (held, what it measured)
+    run: Callable[[Implementation], Figure]
     needs_frontrun: bool = False
+    decides: bool = True  # without it (skipped), the verdict cannot be FIXED, only UNPROVEN
+    seconds: float = CHECK_SECONDS  # its bound: a check still running after this long has hung
 
 
 @dataclass(frozen=True)
 class Result:
     check: Check
-    held: bool | None  # None: skipped
-    message: str
+    outcome: str  # HELD, BROKE, SKIPPED, RAISED or HUNG
+    message: str  # one line: the figure, or why it was skipped, or what was raised
     seconds: float
+    detail: str = ""  # more lines: the interleaving, the history, where threads wait
+
+    @property
+    def held(self) -> bool | None:
+        return None if self.outcome == SKIPPED else self.outcome == HELD
 
     def as_json(self) -> dict:
         return {"check": self.check.name, "kind": self.check.kind, "seconds": round(self.seconds, 3),
-                "outcome": "skipped" if self.held is None else "held" if self.held else "broke",
-                "message": self.message}
+                "outcome": "broke" if self.outcome == BROKE else self.outcome,
+                "message": self.message, "detail": self.detail}
 
 
 @dataclass(frozen=True)
@@ -133,73 +75,112 @@ class Verdict:
     bug: Bug
     implementation: str
     results: tuple[Result, ...]
+    error: str = ""  # the code could not be loaded: where and why
+
+    @property
+    def status(self) -> str:
+        if self.error or any(result.outcome == RAISED for result in self.results):
+            return ERROR
+        if any(result.outcome == HUNG for result in self.results):
+            return HANGS
+        if any(result.outcome == BROKE for result in self.results):
+            return STILL_BUGGY
+        ran = [result for result in self.results if result.outcome == HELD]
+        undecided = [r for r in self.results if r.outcome == SKIPPED and r.check.decides]
+        if not ran or undecided:
+            return UNPROVEN
+        return FIXED
 
     @property
     def fixed(self) -> bool:
-        ran = [result for result in self.results if result.held is not None]
-        return bool(ran) and all(result.held for result in ran)
+        return self.status == FIXED
 
     @property
     def evidence(self) -> str:
-        """The figure that decided the verdict."""
-        broke = [result for result in self.results if result.held is False]
-        return (broke[0] if broke else self.results[-1]).message
+        """The message that decided the verdict."""
+        if self.error:
+            return self.error
+        for outcome in (RAISED, HUNG, BROKE):
+            for result in self.results:
+                if result.outcome == outcome:
+                    return result.message
+        skipped = [r for r in self.results if r.outcome == SKIPPED and r.check.decides]
+        if skipped and self.status == UNPROVEN:
+            return f"{self.bug.slug}: not proven: {skipped[0].message}"
+        return self.results[-1].message if self.results else f"{self.bug.slug}: no check ran"
 
     def as_json(self) -> dict:
         return {"bug": self.bug.slug, "number": self.bug.number, "implementation": self.implementation,
-                "fixed": self.fixed, "evidence": self.evidence,
+                "status": self.status, "fixed": self.fixed, "evidence": self.evidence,
                 "checks": [result.as_json() for result in self.results]}
 
 
-def _figure_check(slug: str, check: Callable[[Implementation], Figure]) -> Callable[[Implementation], tuple[bool, str]]:
-    def run(implementation: Implementation) -> tuple[bool, str]:
-        figure = check(implementation)
-        return figure.held, f"{slug}: {figure.summary}"
-
-    return run
+# -- The checks of one bug ---------------------------------------------------------------
 
 
-def _race_check(slug: str) -> Callable[[Implementation], tuple[bool, str]]:
-    def run(implementation: Implementation) -> tuple[bool, str]:
+def _race_check(slug: str) -> Callable[[Implementation], Figure]:
+    def run(implementation: Implementation) -> Figure:
         report = race.explore(slug, implementation)
-        return report.held and report.complete, report.message
+        held = report.held and report.complete
+        return Figure(held, "holds", "holds" if held else "broke", report.message.split(": ", 1)[-1],
+                      history="" if report.held else report.text())
 
     return run
 
 
-def _stress_check(slug: str) -> Callable[[Implementation], tuple[bool, str]]:
-    def run(implementation: Implementation) -> tuple[bool, str]:
+def _stress_check(slug: str) -> Callable[[Implementation], Figure]:
+    def run(implementation: Implementation) -> Figure:
+        from sessionlab import stress
+
         observation = stress.observe(slug, implementation.new_manager, implementation=implementation.name)
-        return not observation.detected, observation.message
+        figure = observation.figure
+        return Figure(figure.held, figure.expected, figure.got, observation.message.split(": ", 1)[-1],
+                      history=figure.history)
 
     return run
 
 
 def checks_for(bug: Bug) -> tuple[Check, ...]:
-    """A bug's checks, deterministic ones first."""
-    found: list[Check] = []
-    if bug.slug in race.SCENARIOS:
+    """A bug's checks, in the order they run: its own deterministic ones, the shared ones, stress."""
+    from sessionlab import contract, pairs
+
+    home = catalogue.home(bug)
+    # The contract comes first: one call at a time, it shows a fix that deadlocks a thread on
+    # its own lock within seconds, before any scenario builds on those calls.
+    found = [Check(bug, "the contract, one call at a time", DETERMINISTIC, contract.run_contract,
+                   seconds=CONTRACT_SECONDS)]
+    if getattr(home, "RACE", None) is not None:
         found.append(Check(bug, "every interleaving (frontrun)", DETERMINISTIC, _race_check(bug.slug),
                            needs_frontrun=True))
-    for name, function in _SINGLE_THREAD.get(bug.slug, ()):
-        found.append(Check(bug, name, DETERMINISTIC, _figure_check(bug.slug, function)))
-    if bug.slug in stress.SCENARIOS:
-        found.append(Check(bug, "stress on real threads", STRESS, _stress_check(bug.slug)))
+    for name, function in getattr(home, "CHECKS", ()):
+        found.append(Check(bug, name, DETERMINISTIC, function))
+    if pairs.operations_of(bug):
+        # Without frontrun a race bug is unproven; the others still have checks that decide.
+        found.append(Check(bug, "every pair of operations (frontrun)", DETERMINISTIC,
+                           lambda implementation: pairs.search(bug, implementation), needs_frontrun=True,
+                           decides=getattr(home, "RACE", None) is not None))
+    if getattr(home, "STRESS", None) is not None:
+        # Each round has its own deadline (stress.ROUND_DEADLINE); the rounds together get more.
+        found.append(Check(bug, "stress on real threads", STRESS, _stress_check(bug.slug), decides=False,
+                           seconds=STRESS_SECONDS))
     return tuple(found)
 
 
-_SINGLE_THREAD: dict[str, tuple[tuple[str, Callable[[Implementation], Figure]], ...]] = {
-    "cleanup-leak": (
-        ("single thread: an empty session is released", released_after_logout),
-        ("single thread: no leak past the threshold", no_leak_past_threshold),
-    ),
-    "id-collision": (
-        ("single thread: ids cannot be guessed", ids_not_guessable),
-    ),
-    "shared-snapshot": (
-        ("single thread: a snapshot survives logout", snapshot_kept_after_logout),
-    ),
-}
+def _run_one(check: Check, implementation: Implementation) -> Result:
+    started = time.perf_counter()
+    slug = check.bug.slug
+    try:
+        figure = run_bounded(lambda: check.run(implementation), seconds=check.seconds,
+                             label=f"{slug}: {check.name}", files=implementation.files)
+    except Hang as hang:
+        return Result(check, HUNG, f"{slug}: {hang}", time.perf_counter() - started, hang.text())
+    except Exception as exc:  # the learner's code raised where no check expects it
+        error = CodeError.of(exc, implementation.files)
+        return Result(check, RAISED, f"{slug}: your code raised {error}", time.perf_counter() - started,
+                      error.text())
+    seconds = time.perf_counter() - started
+    outcome = HELD if figure.held else BROKE
+    return Result(check, outcome, f"{slug}: {figure.summary}", seconds, figure.history)
 
 
 def judge(slug: str, implementation: Implementation, *, stress_too: bool = True,
@@ -215,13 +196,18 @@ def judge(slug: str, implementation: Implementation, *, stress_too: bool = True,
         if check.kind == STRESS and not stress_too:
             continue
         if check.needs_frontrun and not available:
-            results.append(Result(check, None, f"skipped: {why}", 0.0))
+            results.append(Result(check, SKIPPED, why, 0.0))
             continue
         if progress is not None:
             progress(check)
-        started = time.perf_counter()
-        held, message = check.run(implementation)
-        results.append(Result(check, held, message, time.perf_counter() - started))
-        if not held:
+        result = _run_one(check, implementation)
+        results.append(result)
+        if result.outcome != HELD:
             break
     return Verdict(bug, implementation.name, tuple(results))
+
+
+def unloadable(slug: str, name: str, error: Exception) -> Verdict:
+    """The verdict for code that could not even be loaded."""
+    bug = catalogue.find(slug)
+    return Verdict(bug, name, (), error=f"{bug.slug}: {error}")

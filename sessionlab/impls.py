@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import linecache
 import sys
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -21,6 +23,60 @@ class ImplementationError(Exception):
     """The implementation could not be found or does not offer a SessionManager."""
 
 
+class CodeError(Exception):
+    """The implementation's own code failed: it did not import, or it raised.
+
+    Says where, in the implementation's own files: the file, the line, the
+    function and the one-line message, never the whole traceback.
+    """
+
+    def __init__(self, message: str, file: str = "", line: int = 0, function: str = "", source: str = ""):
+        super().__init__(message)
+        self.message, self.file, self.line, self.function, self.source = message, file, line, function, source
+
+    @property
+    def where(self) -> str:
+        if not self.file:
+            return ""
+        place = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{place} in {self.function}" if self.function else place
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.where})" if self.where else self.message
+
+    def text(self) -> str:
+        lines = [f"{self.where}:" if self.where else "", f"    {self.source}" if self.source else "",
+                 f"{self.message}"]
+        return "\n".join(line for line in lines if line)
+
+    @classmethod
+    def of(cls, exc: BaseException, files: frozenset[str] = frozenset()) -> CodeError:
+        """Describe an exception by the innermost place in files (absolute paths) where it passed."""
+        if isinstance(exc, CodeError):
+            return exc
+        message = f"{type(exc).__name__}: {exc}".rstrip(": ") if str(exc) else type(exc).__name__
+        if isinstance(exc, SyntaxError) and exc.filename:
+            source = (exc.text or "").strip()
+            return cls(f"SyntaxError: {exc.msg}", _short(exc.filename), exc.lineno or 0, "", source)
+        found = None
+        for frame, line in traceback.walk_tb(exc.__traceback__):
+            if not files or frame.f_code.co_filename in files:
+                found = (frame.f_code.co_filename, line, frame.f_code.co_qualname)
+        if found is None:
+            return cls(message)
+        filename, line, function = found
+        return cls(message, _short(filename), line, function, linecache.getline(filename, line).strip())
+
+
+def _short(filename: str) -> str:
+    """A file's path relative to the current folder when it lies below it."""
+    path = Path(filename)
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 @dataclass(frozen=True)
 class Implementation:
     name: str  # as the user wrote it: "buggy", "fixed", a module name or a path
@@ -29,6 +85,14 @@ class Implementation:
     @property
     def origin(self) -> str:
         return str(getattr(self.module, "__file__", None) or self.module.__name__)
+
+    @property
+    def files(self) -> frozenset[str]:
+        """The absolute paths of the implementation's own source files."""
+        origin = Path(self.origin)
+        if origin.name == "__init__.py":
+            return frozenset(str(path) for path in origin.parent.glob("*.py"))
+        return frozenset({str(origin)}) if origin.suffix == ".py" else frozenset()
 
     def new_manager(self, **options: object) -> SessionManager:
         return self.module.SessionManager(**options)
@@ -45,7 +109,18 @@ def load(spec: str) -> Implementation:
     manager = getattr(module, "SessionManager", None)
     if not callable(manager) or getattr(manager, "_is_protocol", False):
         raise ImplementationError(f"{spec!r} ({module.__name__}) defines no SessionManager class")
-    return Implementation(spec, module)
+    implementation = Implementation(spec, module)
+    missing = [name for name in CONTRACT_METHODS if not callable(getattr(manager, name, None))]
+    if missing:
+        where = getattr(sys.modules.get(manager.__module__), "__file__", None) or implementation.origin
+        raise CodeError(f"SessionManager has no method {', '.join(missing)}: the contract needs "
+                        f"every one of {', '.join(CONTRACT_METHODS)}", _short(where))
+    return implementation
+
+
+# What the contract (sessionlab.api.SessionManager) asks of every implementation.
+CONTRACT_METHODS = ("create_session", "get_session", "update_session", "increment_access", "delete_session",
+                    "get_stats", "get_active_count", "get_cleanup_queue_size", "close", "__enter__", "__exit__")
 
 
 def _importable(name: str) -> bool:
@@ -68,7 +143,9 @@ def _import_name(name: str) -> ModuleType:
                 f"no implementation {name!r}: not an importable module and no such path "
                 f"(try buggy, fixed, or the path of a package folder)"
             ) from None
-        raise
+        raise CodeError.of(exc).with_traceback(None) from None
+    except Exception as exc:  # the module is there, but its code is broken
+        raise CodeError.of(exc).with_traceback(None) from None
 
 
 def _import_path(path: Path) -> ModuleType:
@@ -101,6 +178,10 @@ def _import_path(path: Path) -> ModuleType:
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
+    except Exception as exc:  # the code itself is broken: say where, in its own files
+        del sys.modules[name]
+        files = frozenset(str(p) for p in (path.glob("*.py") if path.is_dir() else [path]))
+        raise CodeError.of(exc, files).with_traceback(None) from None
     except BaseException:
         del sys.modules[name]
         raise

@@ -1,8 +1,9 @@
 """The lab's pytest plugin: choosing the implementation under test.
 
-It is loaded with ``-p sessionlab.pytest_plugin`` (pyproject.toml sets it), so
-that ``--impl`` is known before pytest reads the command line's paths: in
-``pytest --impl buggy``, ``buggy`` is the option's value, not a folder to test.
+It is registered as a pytest plugin by the package's entry point, so that
+``--impl`` is known before pytest reads the command line's paths, from any
+folder: in ``pytest --impl buggy``, ``buggy`` is the option's value, not a
+folder to test.
 
 ``pytest`` alone is the lab's self-test: every check runs against ``fixed`` and
 must pass, and every check that belongs to a bug also runs against the pristine
@@ -11,7 +12,10 @@ detecting its bug, the self-test fails).
 
 ``pytest --impl buggy`` (or ``fixed``, a module name, or the path of a package
 folder such as a learner's copy) runs every check plainly against that one
-implementation: a check fails until its bug is fixed.
+implementation: a check fails until its bug is fixed. In that learner mode a
+failure reads as the lab's own figure (not pytest's expansion of the
+assertion), the run ends with a verdict per bug, and a check that hangs fails
+with "hangs" within a short bound instead of waiting on a thread forever.
 """
 
 from __future__ import annotations
@@ -46,12 +50,30 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+# In learner mode no test may run longer than this; once one has hung, the rest get the short bound.
+LEARNER_TIMEOUT = 30
+AFTER_A_HANG_TIMEOUT = 5
+
+
 def pytest_configure(config: pytest.Config) -> None:
     for bug in catalogue.BUGS:
         config.addinivalue_line(
             "markers", f"{bug.marker}: checks that expose bug {bug.number}, {bug.slug} ({bug.title})"
         )
     config._sessionlab_detected = []  # type: ignore[attr-defined]
+    config._sessionlab_outcomes = {}  # type: ignore[attr-defined]  # bug slug -> [(nodeid, passed, message)]
+    config._sessionlab_hung = False  # type: ignore[attr-defined]
+
+
+def _learner_mode(config: pytest.Config) -> bool:
+    return config.getoption("--impl") is not None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    if _learner_mode(item.config) and item.get_closest_marker("timeout") is None:
+        bound = AFTER_A_HANG_TIMEOUT if item.config._sessionlab_hung else LEARNER_TIMEOUT  # type: ignore[attr-defined]
+        item.add_marker(pytest.mark.timeout(bound))
 
 
 def bug_of(node: pytest.Item | pytest.Function) -> catalogue.Bug | None:
@@ -101,22 +123,52 @@ def impl(request: pytest.FixtureRequest, _implementations: dict[str, impls.Imple
             _implementations[spec] = impls.load(spec)
         except impls.ImplementationError as exc:
             pytest.exit(f"--impl: {exc}", returncode=4)
+        except impls.CodeError as exc:
+            pytest.exit(f"ERROR: the code of {spec} does not load: {exc}", returncode=3)
     return _implementations[spec]
+
+
+def lab_message(excinfo: pytest.ExceptionInfo[BaseException]) -> str:
+    """The lab's own message of a failure: an assertion's text without pytest's expansion of it."""
+    text = str(excinfo.value).strip()
+    if isinstance(excinfo.value, AssertionError):
+        text = text.split("\nassert ", 1)[0].strip()
+    if not text:
+        text = excinfo.typename
+    from sessionlab.bounded import Hang
+
+    if isinstance(excinfo.value, Hang) or excinfo.typename == "Failed" and "Timeout" in text:
+        text = f"HANGS: {text}"
+    return text
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
     report = yield
+    config = item.config
+    bug = bug_of(item)
     if report.when == "call" and getattr(report, "wasxfail", None) and call.excinfo is not None:
-        bug = bug_of(item)
         message = str(call.excinfo.value).strip().splitlines()
-        item.config._sessionlab_detected.append(  # type: ignore[attr-defined]
+        config._sessionlab_detected.append(  # type: ignore[attr-defined]
             (bug.number if bug else 0, item.nodeid, message[0] if message else "")
         )
+    if _learner_mode(config) and (report.when == "call" or report.failed):
+        message = ""
+        if call.excinfo is not None and report.failed:
+            message = lab_message(call.excinfo)
+            if message.startswith("HANGS") or "Timeout" in message:
+                config._sessionlab_hung = True  # type: ignore[attr-defined]
+            if config.getoption("tbstyle") in ("auto", "short"):
+                report.longrepr = message  # the figure is the deliverable, not pytest's expansion
+        if bug is not None:
+            config._sessionlab_outcomes.setdefault(bug.slug, []).append(  # type: ignore[attr-defined]
+                (item.nodeid, not report.failed, message))
     return report
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    if _learner_mode(config):
+        _learner_summary(terminalreporter, config)
     detected = config._sessionlab_detected  # type: ignore[attr-defined]
     if not detected:
         return
@@ -124,3 +176,29 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     for _, nodeid, message in sorted(detected):
         terminalreporter.write_line(f"{nodeid.split('::', 1)[-1]}")
         terminalreporter.write_line(f"    {message}")
+
+
+def _learner_summary(terminalreporter, config: pytest.Config) -> None:
+    """One line per bug: fixed, or still failing with its first figure."""
+    outcomes = config._sessionlab_outcomes  # type: ignore[attr-defined]
+    if not outcomes:
+        return
+    terminalreporter.section(f"verdict per bug on {config.getoption('--impl')}")
+    fixed = 0
+    for bug in catalogue.BUGS:
+        results = outcomes.get(bug.slug)
+        if not results:
+            continue
+        failed = [(nodeid, message) for nodeid, passed, message in results if not passed]
+        if not failed:
+            fixed += 1
+            terminalreporter.write_line(f"{bug.number}. {bug.slug}: passes all {len(results)} checks")
+            continue
+        hung = any(message.startswith("HANGS") for _, message in failed)
+        state = "HANGS" if hung else "STILL BUGGY"
+        first = failed[0][1].splitlines()[0] if failed[0][1] else failed[0][0]
+        terminalreporter.write_line(
+            f"{bug.number}. {bug.slug}: {state}, {len(failed)} of {len(results)} checks fail")
+        terminalreporter.write_line(f"    {first}")
+    total = sum(1 for bug in catalogue.BUGS if bug.slug in outcomes)
+    terminalreporter.write_line(f"{fixed} of {total} bugs pass every check")

@@ -93,9 +93,9 @@ CORRECT = {
     "id-collision": {
         "SessionManager._new_session_id": '''
         def _new_session_id(self):
-            import uuid
+            import secrets
 
-            return uuid.uuid4().hex
+            return secrets.token_hex(16)  # 128 random bits, in hex
         ''',
     },
     "shared-snapshot": {

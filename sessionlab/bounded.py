@@ -1,0 +1,395 @@
+"""Bounded checks: code that never finishes becomes a ``Hang`` verdict, not a hung lab.
+
+``run_bounded`` runs a function on a daemon thread and gives up after a bound;
+``join_all`` joins started threads against one deadline. Both raise ``Hang``,
+naming each stuck thread and the learner's own line where it waits.
+
+Python cannot kill a thread: a stuck thread is abandoned, and still holds what it
+held, so after a ``Hang`` the process is fit to report and exit, not to check the
+same code again. Create worker threads with ``daemon=True``; ``abandon`` (which
+both helpers call) lets the interpreter exit past non-daemon ones (CPython 3.11, 3.12).
+
+Under frontrun, ``explore_bounded`` bounds a whole exploration and, with a
+``Witness``, turns a lock cycle frontrun found (``thread 0 -> lock 2 -> thread 1 ->
+lock 1 -> thread 0``) or a run past its ``timeout_per_run`` into a ``Hang`` that
+says which thread holds which lock, taken at which line, and where each waits.
+"""
+
+from __future__ import annotations
+
+import linecache
+import os
+import re
+import sys
+import sysconfig
+import threading
+import time
+import types
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, replace
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+Files = Iterable[str | os.PathLike[str]] | None
+Raw = tuple[str, int, str]  # file, line number, function
+
+
+@dataclass(frozen=True)
+class Held:
+    """A lock a stuck thread holds, and the line where it took it."""
+
+    lock: str
+    file: str = ""
+    line: int = 0
+    function: str = ""
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class Wait:
+    """One stuck thread: the line where it waits, and in a lock cycle what it holds and waits for."""
+
+    thread: str
+    file: str = ""  # empty: no line of this thread is known
+    line: int = 0
+    function: str = ""
+    text: str = ""
+    waits_for: str = ""
+    holds: tuple[Held, ...] = ()
+
+    def describe(self) -> str:
+        where = _where(self)
+        if not self.waits_for:
+            return f"thread {self.thread} waits at {where}"
+        held = " and ".join(f"{h.lock} (taken at {_where(h)})" for h in self.holds)
+        return f"thread {self.thread} holds {held or 'nothing'} and waits for {self.waits_for} at {where}"
+
+
+def _where(line: Held | Wait) -> str:
+    if not line.file:
+        return "a line that could not be found"
+    return f"{os.path.basename(line.file)}:{line.line} `{line.text}` in {line.function}"
+
+
+class Hang(Exception):
+    """A check did not finish: every stuck thread, and where it waits."""
+
+    def __init__(self, seconds: float | None, label: str, waits: Iterable[Wait], deadlock: bool = False):
+        self.seconds = seconds  # the bound that ran out; None when a lock cycle was proven
+        self.label = label  # what was running
+        self.waits = tuple(waits)
+        self.deadlock = deadlock
+        super().__init__(self.summary)
+
+    def __reduce__(self) -> tuple[Any, ...]:  # so a Hang can cross a process boundary
+        return Hang, (self.seconds, self.label, self.waits, self.deadlock)
+
+    @property
+    def summary(self) -> str:
+        if self.deadlock:
+            head = "your code deadlocks"
+        elif self.seconds is None:
+            head = "your code did not finish"
+        else:
+            head = f"your code did not finish within {self.seconds:g} s"
+        body = "; ".join(wait.describe() for wait in self.waits) or "no thread was found waiting"
+        return f"{head}: {body}"
+
+    def text(self) -> str:
+        head = self.summary.split(":", 1)[0]
+        lines = [f"HANGS: {head} ({self.label})" if self.label else f"HANGS: {head}"]
+        for wait in self.waits:
+            lines.append(f"  thread {wait.thread}")
+            lines.extend(f"    holds {h.lock}, taken at {_where(h)}" for h in wait.holds)
+            what = f"for {wait.waits_for} " if wait.waits_for else ""
+            lines.append(f"    waits {what}at {_where(wait)}")
+        return "\n".join(lines)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"label": self.label, "seconds": self.seconds, "deadlock": self.deadlock,
+                "message": self.summary, "waits": [asdict(wait) for wait in self.waits]}
+
+
+# -- Stacks ---------------------------------------------------------------------------
+
+# frontrun traces every function outside the standard library and site-packages,
+# sessionlab's too. The Witness hooks run inside frontrun's lock operations, where
+# a traced line would be a scheduling point and a shared access of its own, so the
+# code they run carries a file name frontrun skips (it never traces "<frozen ...>").
+def _untraced(function: Callable[..., T]) -> Callable[..., T]:
+    def rename(code: types.CodeType) -> types.CodeType:
+        consts = tuple(rename(c) if isinstance(c, types.CodeType) else c for c in code.co_consts)
+        return code.replace(co_filename="<frozen sessionlab.bounded>", co_consts=consts)
+
+    function.__code__ = rename(function.__code__)
+    return function
+
+
+_LIBRARY = tuple(sorted({os.path.realpath(p) + os.sep for p in [
+    *(sysconfig.get_paths()[key] for key in ("stdlib", "platstdlib", "purelib", "platlib")),
+    *(p for p in sys.path if p.endswith(("site-packages", "dist-packages"))),
+    os.path.dirname(os.path.abspath(__file__)),  # sessionlab itself
+]}))
+
+
+@_untraced
+def _matcher(files: Files) -> Callable[[str], bool]:
+    """Whether a code file is the learner's: one of files (or under one of them, for a
+    folder); with files None, any file outside the standard library, site-packages and sessionlab."""
+    paths = None if files is None else [os.path.realpath(os.fspath(f)) for f in files]
+    exact = set(paths or ())
+    folders = tuple(p + os.sep for p in paths or () if os.path.isdir(p))
+    seen: dict[str, bool] = {}
+
+    def mine(filename: str) -> bool:
+        hit = seen.get(filename)
+        if hit is None:
+            path = filename if filename.startswith("<") else os.path.realpath(filename)
+            if paths is None:
+                hit = not filename.startswith("<") and not path.startswith(_LIBRARY)
+            else:
+                hit = path in exact or path.startswith(folders)
+            seen[filename] = hit
+        return hit
+
+    return mine
+
+
+@_untraced
+def _innermost(frame: types.FrameType | None, mine: Callable[[str], bool]) -> Raw | None:
+    while frame is not None:
+        if mine(frame.f_code.co_filename):
+            return frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name
+        frame = frame.f_back
+    return None
+
+
+def _text(raw: Raw | None) -> str:
+    return linecache.getline(raw[0], raw[1]).strip() if raw else ""
+
+
+def _wait(thread: str, raw: Raw | None, **more: Any) -> Wait:
+    if raw is None:
+        return Wait(thread, **more)
+    return Wait(thread, raw[0], raw[1], raw[2], _text(raw), **more)
+
+
+def _held(lock: str, raw: Raw | None) -> Held:
+    return Held(lock, raw[0], raw[1], raw[2], _text(raw)) if raw else Held(lock)
+
+
+def thread_waits(threads: Iterable[threading.Thread], files: Files = None) -> tuple[Wait, ...]:
+    """Where each live thread is now: its innermost line of the learner's. Threads
+    with no such line are left out, unless no thread has one."""
+    frames = sys._current_frames()
+    mine, outside = _matcher(files), _matcher(None)
+    found = [(t.name, frames[t.ident]) for t in threads if t.ident in frames]
+    own = [_wait(name, where) for name, frame in found if (where := _innermost(frame, mine))]
+    return tuple(own) or tuple(_wait(name, _innermost(frame, outside) or _innermost(frame, lambda _: True))
+                               for name, frame in found)
+
+
+def abandon(threads: Iterable[threading.Thread]) -> bool:
+    """Stop the interpreter from waiting for these threads at exit, as if they were
+    daemons. Returns False when this Python offers no way to (3.13 and later)."""
+    done = True
+    for thread in threads:
+        if thread.daemon or not thread.is_alive():
+            continue
+        locks, guard = getattr(threading, "_shutdown_locks", None), getattr(threading, "_shutdown_locks_lock", None)
+        tstate = getattr(thread, "_tstate_lock", None)
+        if locks is None or guard is None or tstate is None:
+            done = False
+            continue
+        with guard:
+            locks.discard(tstate)
+        thread._daemonic = True  # type: ignore[attr-defined]
+    return done
+
+
+def run_bounded(function: Callable[[], T], *, seconds: float, label: str, files: Files = None) -> T:
+    """function() on a daemon thread: its result, or its exception; Hang after seconds."""
+    before = set(threading.enumerate())
+    outcome: list[tuple[bool, Any]] = []
+
+    def run() -> None:
+        try:
+            outcome.append((True, function()))
+        except BaseException as error:  # re-raised on the caller's thread
+            outcome.append((False, error))
+
+    runner = threading.Thread(target=run, name="main", daemon=True)
+    runner.start()
+    runner.join(seconds)
+    if not runner.is_alive():
+        ok, value = outcome[0]
+        if ok:
+            return value
+        raise value
+    started = [t for t in threading.enumerate() if t not in before and t is not runner]
+    waits = thread_waits([runner, *started], files)
+    abandon(started)
+    raise Hang(seconds, label, waits)
+
+
+def join_all(threads: Iterable[threading.Thread], seconds: float, label: str, files: Files = None) -> None:
+    """Join started threads against one deadline; Hang naming those still running."""
+    threads = list(threads)
+    deadline = time.monotonic() + seconds
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    alive = [thread for thread in threads if thread.is_alive()]
+    if alive:
+        waits = thread_waits(alive, files)
+        abandon(alive)
+        raise Hang(seconds, label, waits)
+
+
+# -- Under frontrun -----------------------------------------------------------------
+
+
+class Witness:
+    """While frontrun explores (use as a context manager around the exploration):
+    where each lock was taken, and on a lock cycle or a stalled run, where each
+    thread waits. Only one exploration runs at a time, so one Witness at a time."""
+
+    def __init__(self, files: Files = None):
+        self.cycle = ""  # frontrun's description of the first lock cycle found
+        self.waiting: dict[int, Raw | None] = {}  # frontrun thread -> where it waits
+        self.taken: dict[tuple[int, str], Raw | None] = {}  # (thread, lock) -> where taken
+        self.stalled: list[tuple[str, Raw | None]] = []  # thread name -> where it waits
+        self._mine = _matcher(files)
+        self._undo: list[Callable[[], None]] = []
+
+    def __enter__(self) -> Witness:
+        try:
+            self._install()
+        except (ImportError, AttributeError):
+            self.__exit__()  # another frontrun: describe_deadlock falls back to its explanation
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        while self._undo:
+            self._undo.pop()()
+
+    @_untraced
+    def _install(self) -> None:
+        from frontrun._cooperative import get_context
+        from frontrun._deadlock import WaitForGraph, format_cycle
+        from frontrun._dpor_runtime import runner
+
+        held: dict[tuple[int, int], Raw | None] = {}  # (thread, id(lock)) -> where taken
+        idents: dict[int, int] = {}  # frontrun's thread number -> OS thread
+        mine, witness = self._mine, self
+        add_holding, add_waiting, clear = WaitForGraph.add_holding, WaitForGraph.add_waiting, WaitForGraph.clear
+        on_timeout = runner.notify_scheduler_timeout
+
+        def holding(graph: Any, thread: int, lock: int, kind: str = "lock") -> Any:
+            idents[thread] = threading.get_ident()
+            held[(thread, lock)] = _innermost(sys._getframe(1), mine)  # a re-entered RLock does not come here
+            return add_holding(graph, thread, lock, kind)
+
+        def waiting(graph: Any, thread: int, lock: int, kind: str = "lock") -> Any:
+            idents[thread] = threading.get_ident()
+            cycle = add_waiting(graph, thread, lock, kind)
+            if cycle and not witness.cycle:  # thread -> lock it waits for -> thread holding it -> ...
+                context = get_context()
+                stable = getattr(getattr(context[0], "_stable_ids", None), "_map", None) if context else None
+                frames, nodes = sys._current_frames(), cycle[:-1]
+                for i, (kind_, ident) in enumerate(nodes):
+                    if kind_ == "thread":
+                        witness.waiting[ident] = _innermost(frames.get(idents.get(ident, -1)), mine)
+                        lock_held = format_cycle([nodes[i - 1]], lock_id_map=stable)
+                        witness.taken[(ident, lock_held)] = held.get((ident, nodes[i - 1][1]))
+                witness.cycle = format_cycle(cycle, lock_id_map=stable)
+            return cycle
+
+        def cleared(graph: Any) -> Any:  # once per execution
+            held.clear()
+            return clear(graph)
+
+        def timed_out(scheduler: Any, alive: list[threading.Thread]) -> Any:
+            if not witness.stalled:
+                frames = sys._current_frames()
+                witness.stalled = [(t.name, _innermost(frames.get(t.ident or -1), mine)) for t in alive]
+            return on_timeout(scheduler, alive)
+
+        WaitForGraph.add_holding, WaitForGraph.add_waiting, WaitForGraph.clear = holding, waiting, cleared
+        runner.notify_scheduler_timeout = timed_out
+        self._undo.append(lambda: setattr(runner, "notify_scheduler_timeout", on_timeout))
+        for name, original in (("add_holding", add_holding), ("add_waiting", add_waiting), ("clear", clear)):
+            self._undo.append(lambda name=name, original=original: setattr(WaitForGraph, name, original))
+
+
+_NODE = re.compile(r"\b(thread|lock|row_lock) (\S+)")
+_LOCK_EXPRESSION = re.compile(r"^with\s+(.+?)\s*:|^(.+?)\.acquire\(")
+
+
+def _thread_name(index: int, names: Sequence[str] | None) -> str:
+    return names[index] if names and 0 <= index < len(names) else f"thread {index}"
+
+
+def describe_deadlock(report: Any, witness: Witness | None = None,
+                      names: Sequence[str] | None = None) -> tuple[Wait, ...]:
+    """The threads of frontrun's lock cycle: what each holds and waits for, and at which
+    lines, from the Witness of that exploration. report is an InterleavingResult, the lab's
+    Exploration, a DeadlockError or the cycle's text; without a witness the lines stay empty.
+    names[i] names frontrun's thread i (the lab's worker labels)."""
+    text = witness.cycle if witness is not None and witness.cycle else (
+        report if isinstance(report, str) else
+        getattr(report, "cycle_description", None) or getattr(report, "explanation", None) or "")
+    cycle = next((line for line in text.splitlines() if "->" in line), "")
+    nodes = [f"{kind} {ident}" for kind, ident in _NODE.findall(cycle)]
+    if len(nodes) > 1 and nodes[0] == nodes[-1]:
+        nodes = nodes[:-1]
+    taken = witness.taken if witness is not None else {}
+    waiting = witness.waiting if witness is not None else {}
+    threads = [(int(node.split()[1]), nodes[i - 1], nodes[(i + 1) % len(nodes)])  # (thread, holds, waits for)
+               for i, node in enumerate(nodes) if node.startswith("thread ")]
+    # Name each lock after the expression the learner took it with (self._lock), where there is one.
+    spelled = {holds: _spelled(_text(taken.get((index, holds)))) for index, holds, _ in threads}
+    spelled.update({wants: spelled.get(wants) or _spelled(_text(waiting.get(index))) for index, _, wants in threads})
+
+    def label(lock: str) -> str:
+        name = spelled.get(lock, "")
+        if not name:
+            return lock
+        return f"{name} ({lock})" if list(spelled.values()).count(name) > 1 else name
+
+    return tuple(_wait(_thread_name(index, names), waiting.get(index), waits_for=label(wants),
+                       holds=(_held(label(holds), taken.get((index, holds))),))
+                 for index, holds, wants in sorted(threads))
+
+
+def _spelled(text: str) -> str:
+    match = _LOCK_EXPRESSION.match(text)
+    return next((group for group in match.groups() if group), "") if match else ""
+
+
+def explore_bounded(explore: Callable[[], T], *, seconds: float, label: str, files: Files = None,
+                    names: Sequence[str] | None = None, per_run: float | None = None) -> T:
+    """explore() (one frontrun exploration, driven as sessionlab.exploration does, with
+    timeout_per_run=per_run) bounded by seconds; Hang if it found a lock cycle, if one run
+    stalled past frontrun's timeout_per_run, or if the whole of it did not finish in time."""
+
+    files = None if files is None else list(files)
+
+    def rename(wait: Wait) -> Wait:
+        worker = re.fullmatch(r"dpor-(\d+)", wait.thread)
+        return replace(wait, thread=_thread_name(int(worker.group(1)), names)) if worker else wait
+
+    with Witness(files) as witness:
+        try:
+            result, cause = run_bounded(explore, seconds=seconds, label=label, files=files), None
+        except Hang as hang:
+            raise Hang(hang.seconds, label, map(rename, hang.waits)) from None
+        except Exception as error:  # sessionlab.exploration raises on an inconclusive search
+            if not witness.stalled:
+                raise
+            result, cause = None, error
+    if witness.cycle:
+        raise Hang(None, label, describe_deadlock(result, witness, names), deadlock=True)
+    if witness.stalled and (cause is not None or getattr(result, "property_holds", False) is None):
+        waits = [rename(_wait(name, where)) for name, where in witness.stalled]
+        raise Hang(per_run, label, [wait for wait in waits if wait.file] or waits) from cause
+    return result

@@ -1,0 +1,223 @@
+"""Bug 6, shared snapshot: get_session hands out a view of the live metadata instead of a copy."""
+
+from __future__ import annotations
+
+import html
+import threading
+from typing import Any
+
+from sessionlab.api import SessionNotFound
+from sessionlab.bugs import ATOMICITY_VIOLATION, Bug
+from sessionlab.figure import Figure
+from sessionlab.impls import Implementation
+from sessionlab.race import RaceScenario, State, Worker
+from sessionlab.stress import NewManager, Scenario, run_threads
+
+BUG = Bug(
+    number=6,
+    slug="shared-snapshot",
+    title="Shared snapshot",
+    bug_class=ATOMICITY_VIOLATION,
+    track=1,
+    mistake=(
+        "get_session wraps the live metadata dict in a read-only view instead of copying it; "
+        "logout wipes that dict in place"
+    ),
+    symptom=(
+        "a page rendered while the user logs out in another tab crashes with "
+        "'dictionary changed size during iteration' or shows half the data"
+    ),
+    scenario=(
+        "200 steps; in each, 4 threads render a session's metadata twice from one snapshot "
+        "while another thread logs the session out; both renders must agree"
+    ),
+    functions=("_Record.snapshot", "SessionManager._release"),
+)
+
+
+def render(metadata: Any) -> str:
+    """Render metadata as HTML table rows, the way a page template walks it."""
+    return "".join(
+        f"<tr><td>{html.escape(key)}</td><td>{html.escape(str(value))}</td></tr>"
+        for key, value in metadata.items()
+    )
+
+
+# -- Stress: 4 pages render a session while another tab logs it out -----------------------
+
+SNAPSHOT_READERS = 4
+SNAPSHOT_STEPS = 200
+SNAPSHOT_KEYS = 20
+
+
+def stress_round(new_manager: NewManager) -> Figure:
+    changed: list[str] = []  # what each bad read saw
+    reads = [0] * SNAPSHOT_READERS
+    step = {"session": ""}
+
+    with new_manager() as manager:
+
+        def next_step() -> None:
+            # Runs in one thread while every other thread waits at the barrier.
+            session_id = manager.create_session("user-1", "shopper")
+            for n in range(SNAPSHOT_KEYS):
+                manager.update_session(session_id, f"item-{n}", f"product {n}")
+            step["session"] = session_id
+
+        barrier = threading.Barrier(SNAPSHOT_READERS + 1, action=next_step)
+
+        def worker(index: int) -> None:
+            for _ in range(SNAPSHOT_STEPS):
+                barrier.wait()
+                if index == SNAPSHOT_READERS:
+                    manager.delete_session(step["session"])  # the logout in another tab
+                    continue
+                try:
+                    snapshot = manager.get_session(step["session"])
+                except SessionNotFound:
+                    continue  # logged out before this read: nothing to render
+                reads[index] += 1
+                try:
+                    first = render(snapshot.metadata)
+                    second = render(snapshot.metadata)
+                except RuntimeError as exc:
+                    changed.append(f"RuntimeError: {exc}")
+                    continue
+                if first.count("<tr>") != SNAPSHOT_KEYS:
+                    changed.append(f"read a session of {SNAPSHOT_KEYS} items and rendered "
+                                   f"{first.count('<tr>')} rows")
+                elif first != second:
+                    changed.append(f"rendered {first.count('<tr>')} rows, then {second.count('<tr>')} "
+                                   f"rows from the same snapshot")
+
+        run_threads(SNAPSHOT_READERS + 1, worker, barriers=[barrier])
+    total = sum(reads)
+    if not changed:
+        return Figure(True, "0", "0", f"{total} snapshots read while their session was logged out; none changed")
+    crashed = sum(1 for what in changed if what.startswith("RuntimeError"))
+    example = next((what for what in changed if what.startswith("RuntimeError")), changed[0])
+    return Figure(
+        False, "0 changed", f"{len(changed)} changed",
+        f"{len(changed)} of {total} snapshots changed after get_session returned them, while their "
+        f"session was logged out ({crashed} renders crashed; e.g. {example})",
+    )
+
+
+STRESS = Scenario(BUG, stress_round, round_rate=0.7)
+
+
+# -- Race: a page renders a session while another tab logs it out ---------------------------
+
+_STORED = (("cart", "3 books"), ("theme", "dark"))
+
+
+def _read_and_render(state: State) -> None:
+    try:
+        snapshot = state.manager.get_session(state.session_id)
+    except SessionNotFound:
+        return  # logged out before the page was read: nothing to render
+    state.seen["snapshot"] = snapshot
+    state.seen["rendered"] = render(snapshot.metadata)
+
+
+def _logout(state: State) -> None:
+    state.manager.delete_session(state.session_id)
+
+
+def _snapshot_whole(state: State) -> Figure:
+    """A snapshot that was read must show the session as it was, then and later."""
+    if "snapshot" not in state.seen:
+        return Figure(True, "unchanged", "not read", "the logout came first; there was no snapshot to render")
+    stored = len(_STORED)
+    at_read = state.seen["rendered"].count("<tr>")
+    after = render(state.seen["snapshot"].metadata).count("<tr>")
+    if at_read == after == stored:
+        return Figure(True, f"{stored} rows", f"{after} rows", "the snapshot rendered the same after logout")
+    if at_read != stored:
+        return Figure(False, f"{stored} rows", f"{at_read} rows",
+                      f"get_session returned the session, but the page rendered {at_read} of its {stored} "
+                      f"rows: the logout in another tab wiped the data the snapshot was being made from")
+    return Figure(False, f"{stored} rows", f"{after} rows",
+                  f"the page read the session and rendered {at_read} rows; after the logout in another tab "
+                  f"the same snapshot renders {after} rows: get_session handed out live data, not a snapshot")
+
+
+RACE = RaceScenario(
+    BUG,
+    "a page reads the session and renders its cart while the user logs out in another tab",
+    (Worker("get_session(s), render", _read_and_render), Worker("delete_session(s)", _logout)),
+    _snapshot_whole,
+    metadata=_STORED,
+)
+
+
+# -- Single thread: a snapshot survives every later write ------------------------------------
+
+
+def snapshot_kept_after_logout(implementation: Implementation) -> Figure:
+    """shared-snapshot: a snapshot read before logout keeps its metadata."""
+    with implementation.new_manager() as manager:
+        session_id = manager.create_session("u-1", "Ada")
+        manager.update_session(session_id, "cart", "3 books")
+        snapshot = manager.get_session(session_id)
+        manager.delete_session(session_id)
+    now = dict(snapshot.metadata)
+    if now == {"cart": "3 books"}:
+        return Figure(True, "{'cart': '3 books'}", repr(now), "the snapshot kept its metadata after logout")
+    return Figure(False, "{'cart': '3 books'}", repr(now),
+                  f"a snapshot read before logout showed {{'cart': '3 books'}} and now shows {now}: "
+                  f"get_session handed out the live metadata, not a copy")
+
+
+def _as_seen(session: Any) -> tuple:
+    return (session.user_id, session.username, session.is_authenticated, session.access_count,
+            tuple(sorted(dict(session.metadata).items())))
+
+
+def _writers() -> tuple[tuple[str, Any], ...]:
+    """Every call that writes, as (what it is, what it does to a manager and a session id)."""
+
+    def cleanup(manager: Any, session_id: str) -> None:
+        for n in range(3):  # other users log in and out: cleanup runs over the queue
+            other = manager.create_session(f"u-{n + 2}", "visitor")
+            manager.update_session(other, "theme", "light")
+            manager.delete_session(other)
+
+    return (
+        ("update_session of the same key", lambda m, s: m.update_session(s, "cart", "empty")),
+        ("update_session of a new key", lambda m, s: m.update_session(s, "lang", "fr")),
+        ("increment_access", lambda m, s: m.increment_access(s)),
+        ("delete_session (logout)", lambda m, s: m.delete_session(s)),
+        ("the cleanup of other sessions", cleanup),
+        ("close()", lambda m, s: m.close()),
+    )
+
+
+def snapshot_survives_every_writer(implementation: Implementation) -> Figure:
+    """shared-snapshot: a snapshot never changes after it is returned, whatever writes next."""
+    writers = _writers()
+    for name, write in writers:
+        with implementation.new_manager() as manager:
+            session_id = manager.create_session("u-1", "Ada")
+            for key, value in _STORED:
+                manager.update_session(session_id, key, value)
+            snapshot = manager.get_session(session_id)
+            before = _as_seen(snapshot)
+            write(manager, session_id)
+            after = _as_seen(snapshot)
+        if after != before:
+            changed = [field for field, old, new in zip(
+                ("user_id", "username", "is_authenticated", "access_count", "metadata"), before, after)
+                if old != new]
+            return Figure(False, "unchanged", f"{', '.join(changed)} changed",
+                          f"a snapshot read before {name} changed its {' and '.join(changed)} afterwards "
+                          f"(metadata {dict(before[4])} became {dict(after[4])}): whatever writes after "
+                          f"get_session returns, the snapshot must not change")
+    return Figure(True, "unchanged", "unchanged",
+                  f"a snapshot stayed the same after each of {len(writers)} kinds of write")
+
+
+CHECKS = (
+    ("single thread: a snapshot survives logout", snapshot_kept_after_logout),
+    ("single thread: a snapshot survives every writer", snapshot_survives_every_writer),
+)

@@ -1,0 +1,260 @@
+"""Deterministic exploration of thread interleavings, on the frontrun library.
+
+frontrun runs some workers under a scheduler it controls and explores every
+meaningfully different interleaving (dynamic partial order reduction over the
+shared reads, writes and lock operations it observes). This module runs one
+such search for the lab and keeps the events of the interleaving that broke,
+so the report (``sessionlab.report``) can show every line each thread ran.
+
+Stress tests in the same process keep real locks: frontrun's cooperative locks
+are patched in only while an exploration runs, and only one exploration runs
+at a time.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from sessionlab.bounded import Hang, explore_bounded
+from sessionlab.impls import Implementation
+from sessionlab.report import MAX_EXECUTIONS, Step, build_steps
+
+# Only one exploration may run at a time in a process: the scheduler patches
+# process-wide locks while it runs.
+_exploring = threading.Lock()
+
+
+class FrontrunUnavailable(RuntimeError):
+    """frontrun is not installed, or has no build for this platform."""
+
+
+def frontrun_available() -> tuple[bool, str]:
+    """Whether deterministic exploration can run here, and if not, why not (one line)."""
+    try:
+        import frontrun  # noqa: F401
+    except ImportError as exc:
+        return False, (
+            f"deterministic exploration needs the frontrun library ({exc}); it ships builds "
+            "for Linux and Apple-silicon macOS: pip install -e '.[test]'"
+        )
+    return True, ""
+
+
+# -- What the search traces ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tracing:
+    """Which code outside the implementation's own files the search traces.
+
+    frontrun traces only code outside site-packages unless told otherwise, so a
+    race inside a library the implementation calls would go unseen. By default
+    the lab traces every third-party package the implementation uses.
+    """
+
+    dependencies: bool = True  # trace the third-party packages the implementation imports
+    extra: tuple[str, ...] = ()  # more package patterns (fnmatch), e.g. "cachelib*"
+
+
+TRACING = Tracing()
+
+
+def configure(tracing: Tracing) -> None:
+    """Set what every later exploration traces (the command line's --trace and --no-trace-deps)."""
+    global TRACING
+    TRACING = tracing
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a search could see: the packages it traced, and the code it could not."""
+
+    traced: tuple[str, ...]  # third-party packages traced besides the implementation's own files
+    untraced: tuple[str, ...]  # packages the implementation uses whose code was not traced
+
+    def sentence(self, implementation: str) -> str:
+        seen = ", ".join((implementation,) + self.traced)
+        text = f"complete over the code of {seen}"
+        if self.untraced:
+            text += f"; not traced: {', '.join(self.untraced)}"
+        return text
+
+
+def dependencies(module: ModuleType) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The third-party packages an implementation uses: (pure Python ones, ones with C code).
+
+    Found from what its modules refer to: modules they imported, and classes and
+    functions they imported from other packages. The standard library and the
+    lab itself are left out.
+    """
+    own = module.__name__.split(".")[0]
+    names: set[str] = set()
+    modules = [module] + [m for name, m in list(sys.modules.items())
+                          if name.startswith(module.__name__ + ".") and m is not None]
+    for mod in modules:
+        for value in list(vars(mod).values()):
+            origin = value.__name__ if isinstance(value, ModuleType) else getattr(value, "__module__", None)
+            if isinstance(origin, str) and origin:
+                names.add(origin.split(".")[0])
+    skip = set(sys.stdlib_module_names) | {own, "sessionlab", "frontrun", "builtins", "__future__"}
+    python, native = [], []
+    for name in sorted(names - skip):
+        if name.startswith("_sessionlab_impl_") or name.startswith("_"):
+            continue
+        package = sys.modules.get(name)
+        location = getattr(package, "__file__", None) or ""
+        if location.endswith((".so", ".pyd")):
+            native.append(name)
+        elif location:
+            python.append(name)
+    return tuple(python), tuple(native)
+
+
+def scope_of(implementation: Implementation) -> tuple[list[str], Scope]:
+    """The trace_packages patterns for an implementation, and what they leave out."""
+    module = implementation.module.__name__.split(".")[0]
+    python, native = dependencies(implementation.module) if TRACING.dependencies else ((), ())
+    patterns = [module, f"{module}.*"]
+    for name in python:
+        patterns += [name, f"{name}.*"]
+    patterns += list(TRACING.extra)
+    untraced = tuple(f"{name} (C code)" for name in native)
+    if not TRACING.dependencies:
+        untraced += tuple(dependencies(implementation.module)[0])
+    return patterns, Scope(tuple(python) + TRACING.extra, untraced)
+
+
+@dataclass(frozen=True)
+class Exploration:
+    """What one exploration of some workers found."""
+
+    held: bool
+    explored: int
+    complete: bool  # the search ran out of interleavings, not out of budget
+    seconds: float
+    scope: Scope = Scope((), ())
+    steps: tuple[Step, ...] = ()  # the interleaving that broke, line by line
+    explanation: str = ""  # frontrun's own account of it
+    reproduced: tuple[int, int] = (0, 0)
+    schedule: tuple[int, ...] = ()
+
+
+# One run of the workers that takes longer than this is stuck on something the scheduler
+# does not control; the whole exploration of one scenario may take at most EXPLORE_SECONDS.
+PER_RUN_SECONDS = 2.0
+EXPLORE_SECONDS = 10.0
+
+
+def explore_workers(
+    implementation: Implementation,
+    setup: Callable[[], Any],
+    workers: list[Callable[[Any], None]],
+    invariant: Callable[[Any], bool],
+    *,
+    replays: int = 3,
+    names: list[str] | None = None,
+    seconds: float = EXPLORE_SECONDS,
+) -> Exploration:
+    """Run workers on a fresh setup() under every interleaving, until invariant fails.
+
+    The search has no preemption bound, so when it holds it has run every
+    meaningfully different interleaving (up to MAX_EXECUTIONS). It is bounded
+    in time: a lock cycle, a run stuck on something the scheduler does not
+    control, or a search that outlasts ``seconds`` raises Hang, naming the
+    lines where each thread holds and waits (``names`` labels the workers).
+    """
+    ok, why = frontrun_available()
+    if not ok:
+        raise FrontrunUnavailable(why)
+    import frontrun
+    from frontrun._cooperative import patch_locks, unpatch_locks
+
+    patterns, scope = scope_of(implementation)
+    started = time.perf_counter()
+    events: list[Any] = []
+
+    def run() -> Any:
+        if not _exploring.acquire(timeout=seconds):
+            raise RuntimeError("another exploration is still running in this process")
+        try:
+            with _capturing_trace(events):
+                patch_locks()  # lets explore() run without the frontrun command-line wrapper
+                try:
+                    return frontrun.explore(
+                        setup=setup,
+                        workers=workers,
+                        invariant=invariant,
+                        stop_on_first=True,
+                        preemption_bound=None,
+                        max_executions=MAX_EXECUTIONS,
+                        detect_io=False,
+                        reproduce_on_failure=replays,
+                        trace_packages=patterns,
+                        timeout_per_run=PER_RUN_SECONDS,
+                    )
+                finally:
+                    unpatch_locks()
+        finally:
+            _exploring.release()
+
+    try:
+        result = explore_bounded(run, seconds=seconds, label="the exploration", files=implementation.files,
+                                 names=names, per_run=PER_RUN_SECONDS)
+    except Hang:
+        _recover(unpatch_locks)
+        raise
+    seconds_taken = time.perf_counter() - started
+    if result.property_holds is None:
+        raise RuntimeError(f"the exploration was inconclusive: {result.inconclusive_reason}")
+    if result.property_holds:
+        complete = result.num_explored < MAX_EXECUTIONS
+        return Exploration(True, result.num_explored, complete, seconds_taken, scope)
+    return Exploration(
+        False, result.num_explored, False, seconds_taken, scope,
+        steps=build_steps(events, implementation.module),
+        explanation=result.explanation or "",
+        reproduced=(result.reproduction_successes, result.reproduction_attempts),
+        schedule=tuple(result.counterexample or ()),
+    )
+
+
+def _recover(unpatch_locks: Callable[[], None]) -> None:
+    """After a hang, let later explorations run: the stuck thread never gets to clean up."""
+    try:
+        unpatch_locks()
+    except Exception:  # already unpatched
+        pass
+    if _exploring.locked():
+        _exploring.release()
+
+
+@contextmanager
+def _capturing_trace(sink: list[Any]) -> Iterator[None]:
+    """Keep the events frontrun recorded for the failing execution.
+
+    frontrun explains a failure from the shared accesses it saw conflict; the lab
+    shows every line the threads ran, so it keeps the whole event list.
+    """
+    try:
+        from frontrun._dpor_runtime import explore as dpor_explore
+        original = dpor_explore.format_trace
+    except (ImportError, AttributeError):
+        yield  # another frontrun layout: the report falls back to frontrun's explanation
+        return
+
+    def format_trace(events: list[Any], **options: Any) -> str:
+        sink[:] = list(events)
+        return original(events, **options)
+
+    dpor_explore.format_trace = format_trace
+    try:
+        yield
+    finally:
+        dpor_explore.format_trace = original
