@@ -17,6 +17,8 @@ says which thread holds which lock, taken at which line, and where each waits.
 
 from __future__ import annotations
 
+import ast
+import inspect
 import linecache
 import os
 import re
@@ -62,7 +64,9 @@ class Wait:
         if not self.waits_for:
             return f"thread {self.thread} waits at {where}"
         held = " and ".join(f"{h.lock} (taken at {_where(h)})" for h in self.holds)
-        return f"thread {self.thread} holds {held or 'nothing'} and waits for {self.waits_for} at {where}"
+        if not held:
+            return f"thread {self.thread} waits for {self.waits_for} at {where}"
+        return f"thread {self.thread} holds {held} and waits for {self.waits_for} at {where}"
 
 
 def _where(line: Held | Wait) -> str:
@@ -179,14 +183,110 @@ def _held(lock: str, raw: Raw | None) -> Held:
 
 
 def thread_waits(threads: Iterable[threading.Thread], files: Files = None) -> tuple[Wait, ...]:
-    """Where each live thread is now: its innermost line of the learner's. Threads
-    with no such line are left out, unless no thread has one."""
+    """Where each live thread is now: its innermost line of the learner's, and the locks
+    its frames hold by `with` blocks they are inside. Threads with no such line are left
+    out, unless no thread has one."""
     frames = sys._current_frames()
     mine, outside = _matcher(files), _matcher(None)
     found = [(t.name, frames[t.ident]) for t in threads if t.ident in frames]
-    own = [_wait(name, where) for name, frame in found if (where := _innermost(frame, mine))]
+    own = [_holding(name, frame, mine, where) for name, frame in found if (where := _innermost(frame, mine))]
     return tuple(own) or tuple(_wait(name, _innermost(frame, outside) or _innermost(frame, lambda _: True))
                                for name, frame in found)
+
+
+def _holding(thread: str, frame: types.FrameType, mine: Callable[[str], bool], where: Raw) -> Wait:
+    """A stuck thread's Wait, with the locks it holds when its code shows them: each of its
+    frames that is inside `with X:` holds X, and a thread stuck at `with X:` waits for X."""
+    waits_for = ""
+    holds: list[Held] = []
+    innermost = True
+    while frame is not None:
+        if mine(frame.f_code.co_filename):
+            if innermost:
+                lock = _lock_at(where[0], where[1])
+                waits_for = lock if lock and _is_lock(lock, frame) else ""
+            for lock, line in _enclosing_locks(frame.f_code.co_filename, frame.f_lineno, skip_own=innermost):
+                if _is_lock(lock, frame):
+                    holds.append(_held(lock, (frame.f_code.co_filename, line, frame.f_code.co_name)))
+            innermost = False
+        frame = frame.f_back
+    if not waits_for:
+        return _wait(thread, where)
+    return _wait(thread, where, waits_for=waits_for, holds=tuple(holds))
+
+
+def _is_lock(expression: str, frame: types.FrameType) -> bool:
+    """Whether a plain name or attribute chain (self._lock) names a lock in that frame.
+
+    Only names and attributes are looked up, never calls, so nothing of the
+    learner's runs; a name that cannot be looked up counts as no lock."""
+    try:
+        node = ast.parse(expression, mode="eval").body
+    except SyntaxError:
+        return False
+    path = []
+    while isinstance(node, ast.Attribute):
+        path.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return False
+    scope = {**frame.f_globals, **frame.f_locals}
+    if node.id not in scope:
+        return False
+    value = scope[node.id]
+    for name in reversed(path):
+        try:
+            value = inspect.getattr_static(value, name)
+        except AttributeError:
+            return False
+    return callable(getattr(type(value), "acquire", None)) and callable(getattr(type(value), "release", None))
+
+
+def _tree(filename: str) -> ast.AST | None:
+    source = "".join(linecache.getlines(filename))
+    try:
+        return ast.parse(source) if source else None
+    except SyntaxError:
+        return None
+
+
+def _lock_at(filename: str, line: int) -> str:
+    """The lock a line takes: X in `with X:` or `X.acquire()`, as written; else ""."""
+    tree = _tree(filename)
+    for node in ast.walk(tree) if tree is not None else ():
+        if isinstance(node, ast.With) and node.lineno == line and node.items:
+            return ast.unparse(node.items[0].context_expr)
+        if (isinstance(node, ast.Call) and node.lineno == line and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "acquire"):
+            return ast.unparse(node.func.value)
+    return ""
+
+
+def _enclosing_locks(filename: str, line: int, *, skip_own: bool) -> list[tuple[str, int]]:
+    """The `with X:` blocks whose body holds line: (X as written, the with's line)."""
+    tree = _tree(filename)
+    found = []
+    for node in ast.walk(tree) if tree is not None else ():
+        if isinstance(node, ast.With) and node.items and node.body:
+            first, last = node.body[0].lineno, node.end_lineno or node.lineno
+            if first <= line <= last and not (skip_own and node.lineno == line):
+                found.append((ast.unparse(node.items[0].context_expr), node.lineno))
+    return found
+
+
+def _cycle(waits: Sequence[Wait]) -> bool:
+    """Whether the stuck threads wait for locks held among themselves, as their code shows."""
+    holders = {h.lock: wait.thread for wait in waits for h in wait.holds}
+    for wait in waits:
+        seen, thread = set(), wait.thread
+        current = wait
+        while current is not None and current.waits_for in holders and thread not in seen:
+            seen.add(thread)
+            thread = holders[current.waits_for]
+            if thread == wait.thread:
+                return True
+            current = next((w for w in waits if w.thread == thread), None)
+    return False
 
 
 def abandon(threads: Iterable[threading.Thread]) -> bool:
@@ -229,7 +329,7 @@ def run_bounded(function: Callable[[], T], *, seconds: float, label: str, files:
     started = [t for t in threading.enumerate() if t not in before and t is not runner]
     waits = thread_waits([runner, *started], files)
     abandon(started)
-    raise Hang(seconds, label, waits)
+    raise Hang(seconds, label, waits, deadlock=_cycle(waits))
 
 
 def join_all(threads: Iterable[threading.Thread], seconds: float, label: str, files: Files = None) -> None:
@@ -242,7 +342,7 @@ def join_all(threads: Iterable[threading.Thread], seconds: float, label: str, fi
     if alive:
         waits = thread_waits(alive, files)
         abandon(alive)
-        raise Hang(seconds, label, waits)
+        raise Hang(seconds, label, waits, deadlock=_cycle(waits))
 
 
 # -- Under frontrun -----------------------------------------------------------------
@@ -382,7 +482,7 @@ def explore_bounded(explore: Callable[[], T], *, seconds: float, label: str, fil
         try:
             result, cause = run_bounded(explore, seconds=seconds, label=label, files=files), None
         except Hang as hang:
-            raise Hang(hang.seconds, label, map(rename, hang.waits)) from None
+            raise Hang(hang.seconds, label, map(rename, hang.waits), deadlock=hang.deadlock) from None
         except Exception as error:  # sessionlab.exploration raises on an inconclusive search
             if not witness.stalled:
                 raise

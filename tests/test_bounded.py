@@ -167,10 +167,14 @@ def test_a_lock_taken_twice_by_one_thread_is_a_hang_at_the_second_take():
     with pytest.raises(Hang) as raised:
         run_bounded(lambda: manager.update("theme", "dark"), seconds=1, label="update", files=[HERE])
     assert time.monotonic() - started < 2
-    assert raised.value.waits == (wait_at("main", "# _touch takes the lock again", "_touch"),)
+    assert raised.value.waits == (wait_at("main", "# _touch takes the lock again", "_touch", waits_for="self._lock",
+                                          holds=(held_at("self._lock", "# update takes the lock", "update"),)),)
+    assert raised.value.deadlock  # the code shows the thread holds the lock it waits for
     number, text = line("# _touch takes the lock again")
-    assert str(raised.value) == (f"your code did not finish within 1 s: "
-                                 f"thread main waits at test_bounded.py:{number} `{text}` in _touch")
+    taken, took = line("# update takes the lock")
+    assert str(raised.value) == (f"your code deadlocks: thread main holds self._lock (taken at test_bounded.py:"
+                                 f"{taken} `{took}` in update) and waits for self._lock at test_bounded.py:{number} "
+                                 f"`{text}` in _touch")
     stuck = [t for t in threading.enumerate() if t.name == "main"]
     manager._lock.release()  # let the stuck thread through, so it ends
     finish(stuck)
@@ -182,7 +186,7 @@ def test_threads_started_inside_are_named_and_made_daemons():
 
     def worker(first, second):
         try:
-            with first:
+            with first:  # a worker holds its first lock
                 taken.wait()
                 with second:  # a worker waits here
                     manager.moves += 1
@@ -200,8 +204,9 @@ def test_threads_started_inside_are_named_and_made_daemons():
         run_bounded(scenario, seconds=1, label="two threads", files=[HERE])
     waits = {wait.thread: wait for wait in raised.value.waits}
     assert set(waits) == {"main", "worker-0", "worker-1"}
-    assert waits["worker-0"] == wait_at("worker-0", "# a worker waits here", "worker")
-    assert waits["worker-1"] == wait_at("worker-1", "# a worker waits here", "worker")
+    for name in ("worker-0", "worker-1"):  # each holds its `first` and waits for its `second`
+        assert waits[name] == wait_at(name, "# a worker waits here", "worker", waits_for="second",
+                                      holds=(held_at("first", "# a worker holds its first lock", "worker"),))
     assert all(thread.daemon for thread in workers)  # abandoned: the interpreter will not wait for them
     manager._a.release()
     manager._b.release()
@@ -226,7 +231,7 @@ def test_the_process_exits_promptly_after_a_hang(tmp_path):
         a, b, barrier = threading.Lock(), threading.Lock(), threading.Barrier(2)
 
         def worker(first, second):
-            with first:
+            with first:  # holds its first lock
                 barrier.wait()
                 with second:  # waits here for good
                     pass
@@ -257,10 +262,11 @@ def test_the_process_exits_promptly_after_a_hang(tmp_path):
     assert done.returncode == 0, done.stderr
     first, second = done.stdout.splitlines()
     waits, take = line("# waits here for good", script)[0], line("# the second take", script)[0]
-    assert first == (f"your code did not finish within 1 s: thread worker-0 waits at hang.py:{waits} `with second:  "
-                     f"# waits here for good` in worker; thread worker-1 waits at hang.py:{waits} `with second:  "
-                     f"# waits here for good` in worker")
-    assert second == (f"your code did not finish within 0.5 s: thread main waits at hang.py:{take} "
+    held = line("# holds its first lock", script)[0]
+    each = (f"holds first (taken at hang.py:{held} `with first:  # holds its first lock` in worker) and waits for second at "
+            f"hang.py:{waits} `with second:  # waits here for good` in worker")
+    assert first == f"your code did not finish within 1 s: thread worker-0 {each}; thread worker-1 {each}"
+    assert second == (f"your code did not finish within 0.5 s: thread main waits for lock at hang.py:{take} "
                       f"`lock.acquire()  # the second take` in take_twice")
 
 
@@ -346,7 +352,7 @@ def test_an_exploration_stuck_outside_the_workers_is_bounded_as_a_whole(tmp_path
                 self._lock = threading.Lock()
 
             def update(self):
-                with self._lock:
+                with self._lock:  # taken first
                     self.touch()
 
             def touch(self):
@@ -384,5 +390,7 @@ def test_an_exploration_stuck_outside_the_workers_is_bounded_as_a_whole(tmp_path
     assert time.monotonic() - started < 8
     assert done.returncode == 0, done.stderr
     taken = line("# taken again", tmp_path / "stuckdemo.py")[0]
-    assert done.stdout.strip() == (f"your code did not finish within 1 s: thread main waits at "
+    update = line("# taken first", tmp_path / "stuckdemo.py")[0]
+    assert done.stdout.strip() == (f"your code deadlocks: thread main holds self._lock (taken at stuckdemo.py:"
+                                   f"{update} `with self._lock:  # taken first` in update) and waits for self._lock at "
                                    f"stuckdemo.py:{taken} `with self._lock:  # taken again` in touch")
