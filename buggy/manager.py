@@ -21,6 +21,7 @@ from sessionlab.api import (
     check_name,
     check_session_id,
     check_value,
+    session_tag,
 )
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ class SessionManager:
             self._sessions[session_id] = record
             self._total_sessions += 1
             self._active_sessions += 1
-        log.info("login: session %s for user %s", session_id, user_id)
+        log.info("login: session %s for user %r", session_tag(session_id), user_id)
         return session_id
 
     def get_session(self, session_id: str) -> Session:
@@ -122,7 +123,7 @@ class SessionManager:
         check_session_id(session_id)
         with self._lock:
             record = self._require(session_id)
-        log.info("logout: session %s for user %s", session_id, record.user_id)
+        log.info("logout: session %s for user %r", session_tag(session_id), record.user_id)
         with self._lock:
             self._sessions.pop(session_id, None)
             self._cleanup_queue.append(record)

@@ -22,6 +22,7 @@ from sessionlab.api import (
     check_name,
     check_session_id,
     check_value,
+    session_tag,
 )
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ class SessionManager:
             self._sessions[session_id] = record
             self._total_sessions += 1
             self._active_sessions += 1
-        log.info("login: session %s for user %s", session_id, user_id)
+        log.info("login: session %s for user %r", session_tag(session_id), user_id)
         return session_id
 
     def get_session(self, session_id: str) -> Session:
@@ -100,24 +101,27 @@ class SessionManager:
         check_session_id(session_id)
         check_key(key)
         check_value(value)
+        now = self._clock()
         with self._lock:
             record = self._require(session_id)
             # FIX(lost-updates): copy, edit and store back in one critical section, so no
-            # concurrent update can be overwritten by a copy taken before it
+            # concurrent update can be overwritten by a copy taken before it (the timestamp is
+            # taken before the lock: a clock is never called under it)
             metadata = dict(record.metadata)
             metadata[key] = value
             check_metadata_size(metadata)
-            now = self._clock()
             record.metadata = metadata
             record.last_accessed = now
 
     def increment_access(self, session_id: str) -> int:
         check_session_id(session_id)
+        now = self._clock()
         with self._lock:
             record = self._require(session_id)
             # FIX(lost-increments): read the count and write it back in one critical section
+            # (the timestamp is taken before the lock: a clock is never called under it)
             count = record.access_count + 1
-            record.last_accessed = self._clock()
+            record.last_accessed = now
             record.access_count = count
             return count
 
@@ -131,7 +135,7 @@ class SessionManager:
             self._cleanup_queue.append(record)
             self._run_cleanup()
             self._active_sessions -= 1
-        log.info("logout: session %s for user %s", session_id, record.user_id)
+        log.info("logout: session %s for user %r", session_tag(session_id), record.user_id)
 
     def get_stats(self) -> Stats:
         with self._lock:

@@ -7,10 +7,20 @@ returns, the errors it raises, the limits on what it accepts, and one
 Validation lives here too, so that ``buggy`` and ``fixed`` reject bad input in
 exactly the same way: a bad argument raises ``InvalidInput`` before a manager
 touches its state, so bad input never changes anything.
+
+Validation trusts nothing about a value but its exact type: it checks
+``type(value)``, never ``isinstance`` (which a ``__class__`` property fools), and
+refuses subclasses of str, int and float, whose ``__eq__``, ``__hash__``,
+``__len__`` or ``__str__`` could say one thing to the check and another to the
+store later. It never calls a value's own ``__repr__``: an error describes a
+rejected value by its type and, for plain built-in scalars, a bounded preview.
+Refusing rather than converting keeps every manager safe that calls the checks,
+whether or not it uses what they return (a learner's rewrite often does not).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from collections.abc import Mapping
@@ -39,6 +49,7 @@ __all__ = [
     "check_session_id",
     "check_value",
     "health_check",
+    "session_tag",
 ]
 
 # Limits on what a manager accepts.
@@ -53,6 +64,14 @@ _MAX_INT = 2**63 - 1
 LEAK_THRESHOLD = 1000
 
 _SESSION_ID_RE = re.compile(r"[A-Za-z0-9_-]+")
+
+# Refused in user ids, user names and metadata keys: C0 and C1 controls (Unicode category
+# Cc: a newline or an escape would forge or hide log lines), the line and paragraph
+# separators U+2028/U+2029, the bidirectional embeddings, overrides and isolates (which
+# reorder what a log reader sees) and lone surrogates (which UTF-8 cannot encode: a log
+# handler or a database would fail on them).
+_UNPRINTABLE_RE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
 
 MetadataValue = Union[str, int, float, bool, None]
 
@@ -92,6 +111,11 @@ class Session:
 
     A snapshot never changes after it is returned: a later write to the
     session, by any thread, is visible only in a later snapshot.
+
+    Snapshots compare equal when every field does, and hash consistently with
+    that (metadata by its items), so they can be kept in sets and dict keys. A
+    snapshot whose metadata is a live view of a manager's store (the
+    shared-snapshot bug) breaks that promise too: its hash changes with the store.
     """
 
     session_id: str
@@ -102,6 +126,11 @@ class Session:
     metadata: Mapping[str, MetadataValue]
     created_at: float
     last_accessed: float
+
+    def __hash__(self) -> int:
+        # The generated hash would fail: a mapping (MappingProxyType) is not hashable.
+        return hash((self.session_id, self.user_id, self.username, self.is_authenticated, self.access_count,
+                     frozenset(self.metadata.items()), self.created_at, self.last_accessed))
 
 
 @dataclass(frozen=True)
@@ -190,31 +219,91 @@ def health_check(manager: SessionManager) -> HealthStatus:
     )
 
 
+def session_tag(session_id: str) -> str:
+    """A short tag that names a session in logs without giving its id away.
+
+    The first 8 hex digits of the id's SHA-256: the same id always gets the same
+    tag, so log lines of one session can be followed, but the tag cannot be
+    turned back into the id (for ids with as much entropy as the fixed ones; a
+    predictable id, such as buggy's counter, can be guessed anyway). A session id
+    is a secret: log this instead.
+    """
+    if type(session_id) is not str:
+        return "(not a session id)"
+    return hashlib.sha256(session_id.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+
+
 # -- Validation ---------------------------------------------------------------
+
+# An error message shows at most this many characters of a rejected value.
+_PREVIEW = 40
+_TYPE_NAME = type.__dict__["__name__"].__get__  # type's own getter: a metaclass cannot override it
+_SIZED = (list, tuple, dict, set, frozenset, bytearray)
+
+
+def _type_name(cls: type) -> str:
+    name = str.__str__(_TYPE_NAME(cls))
+    if len(name) > _PREVIEW:
+        name = name[: _PREVIEW - 3] + "..."
+    return name if name.isidentifier() else ascii(name)
 
 
 def _describe(value: object) -> str:
-    text = repr(value)
-    if len(text) > 40:
-        text = text[:37] + "..."
-    return f"{type(value).__name__} {text}"
+    """Name a rejected value in bounded time and memory, never calling its own methods.
+
+    Plain built-in scalars get a preview of at most _PREVIEW characters (cut before
+    repr, so a huge value costs nothing); anything else only its type, and its
+    size for built-in containers. A subclass of a scalar type says so.
+    """
+    cls = type(value)
+    if cls is str or cls is bytes:
+        text = repr(value[:_PREVIEW]) + ("..." if len(value) > _PREVIEW else "")
+        return f"{cls.__name__} of length {len(value)} {text}" if len(value) > _PREVIEW else f"{cls.__name__} {text}"
+    if cls is int:
+        return f"int {value!r}" if value.bit_length() <= 128 else f"int of {value.bit_length()} bits"
+    if cls is float or cls is bool or value is None:
+        return f"{cls.__name__} {value!r}"
+    if any(cls is sized for sized in _SIZED):  # not `in`: that calls a metaclass's __eq__
+        count = len(value)
+        return f"{cls.__name__} of {count} item{'' if count == 1 else 's'}"
+    for base in (str, int, float, bytes):
+        if issubclass(cls, base):
+            return f"{_type_name(cls)} (a {base.__name__} subclass)"
+    return _type_name(cls)
+
+
+def _plain_str(field: str, value: object) -> str:
+    """Return value if it is exactly a str; refuse anything else, subclasses included."""
+    if type(value) is str:
+        return value
+    if issubclass(type(value), str):
+        raise InvalidInput(f"{field} must be a plain str, not a subclass: got {_describe(value)}")
+    raise InvalidInput(f"{field} must be a string, got {_describe(value)}")
+
+
+def _printable(field: str, value: str) -> None:
+    """Refuse the characters of _UNPRINTABLE_RE in a plain str of bounded length."""
+    found = _UNPRINTABLE_RE.search(value)
+    if found is not None:
+        raise InvalidInput(
+            f"{field} must not contain control characters: found {ascii(found.group())} at position {found.start()}"
+        )
 
 
 def check_name(field: str, value: object) -> str:
-    """Check a user_id or username: a non-empty string of bounded length."""
-    if not isinstance(value, str):
-        raise InvalidInput(f"{field} must be a string, got {_describe(value)}")
-    if not value.strip():
-        raise InvalidInput(f"{field} must not be empty or blank")
+    """Check a user_id or username: a non-empty printable string of bounded length."""
+    value = _plain_str(field, value)
     if len(value) > MAX_NAME_LENGTH:
         raise InvalidInput(f"{field} is {len(value)} characters long; the limit is {MAX_NAME_LENGTH}")
+    if not value.strip():
+        raise InvalidInput(f"{field} must not be empty or blank")
+    _printable(field, value)
     return value
 
 
 def check_session_id(session_id: object) -> str:
     """Check that a session id is well formed (not that it exists)."""
-    if not isinstance(session_id, str):
-        raise InvalidInput(f"session_id must be a string, got {_describe(session_id)}")
+    session_id = _plain_str("session_id", session_id)
     if not session_id:
         raise InvalidInput("session_id must not be empty")
     if len(session_id) > MAX_SESSION_ID_LENGTH:
@@ -229,34 +318,45 @@ def check_session_id(session_id: object) -> str:
 
 
 def check_key(key: object) -> str:
-    """Check a metadata key: a non-empty string of bounded length."""
-    if not isinstance(key, str):
-        raise InvalidInput(f"metadata key must be a string, got {_describe(key)}")
+    """Check a metadata key: a non-empty printable string of bounded length."""
+    key = _plain_str("metadata key", key)
     if not key:
         raise InvalidInput("metadata key must not be empty")
     if len(key) > MAX_KEY_LENGTH:
         raise InvalidInput(f"metadata key is {len(key)} characters long; the limit is {MAX_KEY_LENGTH}")
+    _printable("metadata key", key)
     return key
 
 
 def check_value(value: object) -> MetadataValue:
-    """Check a metadata value: a JSON scalar of bounded size."""
-    if value is None or isinstance(value, bool):
+    """Check a metadata value: a JSON scalar of bounded size (exactly str, int, float, bool or None).
+
+    Strings may hold any text UTF-8 can encode (newlines included), not lone surrogates.
+    """
+    cls = type(value)
+    if value is None or cls is bool:
         return value
-    if isinstance(value, int):
+    if cls is int:
         if not -_MAX_INT <= value <= _MAX_INT:
             raise InvalidInput("metadata integer does not fit in 64 bits")
         return value
-    if isinstance(value, float):
+    if cls is float:
         if not math.isfinite(value):
             raise InvalidInput(f"metadata float must be finite, got {value!r}")
         return value
-    if isinstance(value, str):
+    if cls is str:
         if len(value) > MAX_VALUE_LENGTH:
             raise InvalidInput(
                 f"metadata value is {len(value)} characters long; the limit is {MAX_VALUE_LENGTH}"
             )
+        found = _SURROGATE_RE.search(value)
+        if found is not None:
+            raise InvalidInput(f"metadata value holds a lone surrogate at position {found.start()}: "
+                               f"it is not text UTF-8 can encode")
         return value
+    if issubclass(cls, (str, int, float)):
+        raise InvalidInput(f"metadata value must be a plain str, int, float, bool or None, not a subclass: "
+                           f"got {_describe(value)}")
     raise InvalidInput(
         f"metadata value must be str, int, float, bool or None, got {_describe(value)}"
     )

@@ -1,4 +1,4 @@
-"""The exercises: their order and hints (exercises/manifest.toml), and hint progress."""
+"""The exercises: their order and hints (exercises/manifest.toml), hint progress, where a learner is."""
 
 from __future__ import annotations
 
@@ -57,8 +57,27 @@ def load(root: Path) -> tuple[Exercise, ...]:
 
 
 def find(exercises: tuple[Exercise, ...], name: str) -> Exercise:
+    """The exercise of a bug named any way catalogue.find accepts (slug, number, folder)."""
     bug = catalogue.find(name)
-    return next(exercise for exercise in exercises if exercise.bug == bug)
+    for exercise in exercises:
+        if exercise.bug == bug:
+            return exercise
+    raise ManifestError(f"exercises/manifest.toml has no exercise for {bug.slug}")
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    temporary.replace(path)
 
 
 class HintProgress:
@@ -68,11 +87,7 @@ class HintProgress:
         self.path = path
 
     def _read(self) -> dict[str, int]:
-        try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except (FileNotFoundError, json.JSONDecodeError):
-            return {}
-        return {key: value for key, value in data.items() if isinstance(value, int)}
+        return {key: value for key, value in _read_json(self.path).items() if isinstance(value, int)}
 
     def seen(self, slug: str) -> int:
         return self._read().get(slug, 0)
@@ -82,6 +97,49 @@ class HintProgress:
         progress = self._read()
         number = min(progress.get(exercise.bug.slug, 0) + 1, len(exercise.hints))
         progress[exercise.bug.slug] = number
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(json.dumps(progress, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        _write_json(self.path, progress)
         return number, exercise.hints[number - 1]
+
+    def seen_hints(self, exercise: Exercise) -> list[tuple[int, str]]:
+        """The hints of an exercise already seen, to read again: (number, text)."""
+        seen = min(self.seen(exercise.bug.slug), len(exercise.hints))
+        return [(number, exercise.hints[number - 1]) for number in range(1, seen + 1)]
+
+
+class Place:
+    """Where a learner is, per implementation checked: the current exercise, and those a full check passed.
+
+    ``check`` without a bug and ``watch`` start from the current exercise until a
+    full check finds it FIXED, then move on; ``hint`` without a bug gives its hints.
+    Kept in .sessionlab/place.json.
+    """
+
+    def __init__(self, path: Path, key: str):
+        self.path, self.key = path, key
+
+    def _entry(self) -> dict:
+        entry = _read_json(self.path).get(self.key)
+        return entry if isinstance(entry, dict) else {}
+
+    @property
+    def current(self) -> str | None:
+        current = self._entry().get("current")
+        return current if isinstance(current, str) else None
+
+    @property
+    def confirmed(self) -> set[str]:
+        return {slug for slug in self._entry().get("fixed", []) if isinstance(slug, str)}
+
+    def record(self, slug: str, fixed: bool, current: bool = True) -> None:
+        """A full check of one exercise ended: FIXED (fixed=True) or not; current: it is the one worked on."""
+        data = _read_json(self.path)
+        entry = data.get(self.key) if isinstance(data.get(self.key), dict) else {}
+        confirmed = set(entry.get("fixed", [])) - {slug}
+        if fixed:
+            confirmed.add(slug)
+        entry = {"current": slug if current else entry.get("current"), "fixed": sorted(confirmed)}
+        data[self.key] = entry
+        try:
+            _write_json(self.path, data)
+        except OSError:
+            pass  # a read-only checkout: the lab forgets where you were, nothing worse

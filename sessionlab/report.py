@@ -1,9 +1,13 @@
-"""The race report: the interleaving that broke, one column per thread, and the figure.
+"""The race report: what broke, why in one sentence, and the interleaving step by step.
 
-frontrun records every shared access of the execution that broke; the report
-groups them into source lines and steps (what one thread ran before the
-scheduler switched), labels what each line read or wrote, and lays the steps
-out one column per thread.
+frontrun records every shared access of the execution that broke, and the lab
+records the locks each thread took, released and waited for
+(``sessionlab.exploration``). The report groups them into source lines and
+steps (what one thread ran before the scheduler switched), labels what each
+line read or wrote and the values it saw, says in one sentence what went wrong
+(derived from the accesses: two threads read the same state before either
+wrote it back, say), and lays the steps out one column per thread, wrapped to
+the terminal (``sessionlab.report_text``).
 """
 
 from __future__ import annotations
@@ -11,7 +15,6 @@ from __future__ import annotations
 import linecache
 import shutil
 import sys
-import textwrap
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,17 +22,84 @@ from typing import Any
 
 from sessionlab.bugs import Bug
 from sessionlab.figure import Figure, plural
+from sessionlab.report_text import explain, interleaving, wrap
 
 # Enough for a complete search of every scenario here on fixed; reported if reached.
 MAX_EXECUTIONS = 20_000
 
+
+@dataclass(frozen=True)
+class Event:
+    """One thing a thread did in the execution that broke: a shared access or a lock operation."""
+
+    thread: int
+    filename: str
+    lineno: int
+    function: str = ""  # qualified name of the function that ran it
+    kind: str | None = None  # "read" or "write", for an access
+    attr: str | None = None  # the attribute, key or method name touched
+    owner: str | None = None  # the type name of the object touched
+    obj: int | None = None  # id() of the object touched
+    value: str | None = None  # repr of the value read or stored, when short and plain
+    value_id: int | None = None  # id() of that value
+    lock: str = ""  # "take", "release", "wait" or "busy", for a lock operation
+    lock_name: str = ""  # how the code names the lock: "self._lock"
+    holder: int | None = None  # the thread that held the lock a thread waits for
+    callable: bool = False  # the value read is a function: a method lookup, not state
+    callers: tuple[tuple[str, int, str], ...] = ()  # (file, line, function) of the calling frames, innermost first
+
+
+@dataclass(frozen=True)
+class Access:
+    """Shared state one line read or wrote."""
+
+    kind: str  # "read" or "write"
+    target: str  # "_Record.access_count", "SessionManager._sessions['s1']", "SessionManager._cleanup_queue"
+    method: str = ""  # a container method called: "pop", "clear", "get"
+    value: str | None = None  # what was read or stored, when short and plain
+    state: tuple[int | None, str | None] = (None, None)  # (id of the object, attribute or key; None: all of it)
+    value_id: int | None = None  # id() of the object read (a read of a container attribute)
+
+    @property
+    def label(self) -> str:
+        if self.method:
+            return f"{self.target}.{self.method}() {'writes' if self.kind == 'write' else 'reads'}"
+        return f"{self.kind} {self.target}"
+
+    @property
+    def shown(self) -> str:
+        return self.label if self.value is None or self.method else f"{self.label} = {self.value}"
+
+
+@dataclass(frozen=True)
+class LockOp:
+    """A lock a thread took, released or waited for."""
+
+    op: str  # "take", "release", "wait", or "busy" (a try that found it held)
+    lock: str  # "self._lock"
+    holder: int | None = None  # for a wait: the thread holding the lock
+
+    def __str__(self) -> str:
+        held = f" (held by thread {self.holder})" if self.holder is not None else ""
+        if self.op == "wait":
+            return f"waits for {self.lock}{held}"
+        if self.op == "busy":  # a try that did not block
+            return f"tries {self.lock}: busy{held}"
+        return f"{'takes' if self.op == 'take' else 'releases'} {self.lock}"
+
+
 @dataclass(frozen=True)
 class Line:
-    """One source line a thread ran, with the shared state it touched."""
+    """One source line a thread ran, with the shared state it touched and the locks it used."""
 
     location: str  # file:line
     source: str
-    accesses: tuple[str, ...]  # e.g. "write _Record.access_count", "dict.pop() writes"
+    accesses: tuple[str, ...]  # e.g. "read _Record.access_count", "SessionManager._sessions.pop() writes"
+    touched: tuple[Access, ...] = ()  # the same accesses, with the values read and stored
+    locks: tuple[LockOp, ...] = ()
+    function: str = ""  # qualified name of the function the line is in
+    calls: tuple[str, ...] = ()  # locations of the calls it runs under, from the worker's own method inward
+    doc: str = ""  # what its function does: the first sentence of its docstring
 
 
 @dataclass(frozen=True)
@@ -63,43 +133,67 @@ class RaceReport:
             extent = "every interleaving" if self.complete else "every interleaving explored"
             scope = f"; {self.scope}" if self.scope and self.complete else ""
             return f"{self.bug.slug}: {extent} holds ({self.explored} explored{scope})"
-        assert self.figure is not None
-        return (f"{self.bug.slug}: {self.figure.summary} (found after exploring "
-                f"{plural(self.explored, 'interleaving')}, {self.implementation})")
+        return f"{self.bug.slug}: {self.headline} (found after exploring " \
+               f"{plural(self.explored, 'interleaving')}, {self.implementation})"
 
-    def text(self, width: int | None = None) -> str:
-        """The report a learner reads: the bug, the interleaving, the figure."""
+    @property
+    def headline(self) -> str:
+        """The figure that broke, in words."""
+        figure = self.figure
+        if figure is not None and figure.summary:
+            return figure.summary
+        if figure is not None and "?" not in (figure.expected, figure.got):
+            return f"expected {figure.expected}, got {figure.got}"
+        first = self.explanation.strip().splitlines()[0] if self.explanation.strip() else ""
+        return first or "an interleaving broke the scenario's invariant"
+
+    @property
+    def why(self) -> str:
+        """One sentence: what went wrong between the threads, derived from their accesses."""
+        sentence = explain(self.steps).sentence if self.steps else ""
+        return sentence or getattr(self.scenario, "why", "") or self.conflict
+
+    def text(self, width: int | None = None, verbose: bool = False) -> str:
+        """The report a learner reads: what broke and why, then the interleaving.
+
+        Lines inside helper calls that are not where the race is are folded
+        into one line per call; ``verbose`` shows them.
+        """
         width = width or max(80, min(140, shutil.get_terminal_size((100, 24)).columns))
         bug = self.bug
-        lines = [f"{bug.slug} (bug {bug.number}, {bug.bug_class}) on {self.implementation}"]
-        lines.append(f"Scenario: {self.scenario.story}.")
-        lines += [f"  thread {n}: {worker.label}" for n, worker in enumerate(self.scenario.workers)]
-        lines.append("")
+        lines = [*wrap(f"{bug.slug} (bug {bug.number}, {bug.bug_class}) on {self.implementation}: "
+                       f"{'HOLDS' if self.held else 'BROKEN'}", width)]
         if self.held:
             extent = ("the search was complete: every meaningfully different interleaving was run, "
                       + (self.scope or f"over the code of {self.implementation}")
                       if self.complete else f"the search stopped at its budget of {MAX_EXECUTIONS} executions")
-            lines.append(f"HOLDS: all {plural(self.explored, 'interleaving')} explored hold ({extent}).")
+            lines += wrap(f"All {plural(self.explored, 'interleaving')} explored hold ({extent}).", width, "  ")
+            lines += ["", *self._scenario(width)]
             return "\n".join(lines)
-        assert self.figure is not None
-        lines.append(f"BROKEN after exploring {plural(self.explored, 'interleaving')} ({self.seconds:.2f} s).")
-        lines.append(f"Expected: {self.figure.expected}    Got: {self.figure.got}")
-        lines.append(textwrap.fill(self.figure.summary, width, initial_indent="  ", subsequent_indent="  "))
+        lines += wrap(_sentence(self.headline), width, "  ")
+        if self.why:
+            lines += wrap(f"Why: {_sentence(self.why)}", width, "  ", "       ")
+        lines += ["", *self._scenario(width)]
+        lines += wrap(f"Found after exploring {plural(self.explored, 'interleaving')} ({self.seconds:.2f} s).",
+                      width)
         lines.append("")
         if self.steps:
-            lines.append("The interleaving: each step is what one thread ran before the scheduler switched")
-            lines.append("threads; shared state each line touched is in brackets.")
-            lines.append("")
-            lines += _columns(self.steps, self.scenario.workers, width)
+            lines += interleaving(self.steps, self.scenario.workers, width, verbose)
         else:
-            lines.append(self.explanation)
+            lines += [part for line in self.explanation.splitlines() for part in wrap(line, width)]
         lines.append("")
         successes, attempts = self.reproduced
-        replay = f"sessionlab race {bug.slug} --impl {self.implementation}"
         if attempts:
-            lines.append(f"Replayed {successes} of {attempts} times with the same outcome.")
-        lines.append(f"Replay: {replay}  (the search is deterministic: it finds this interleaving again)")
+            lines += wrap(f"Replayed {successes} of {attempts} times with the same outcome.", width)
+        lines += wrap(f"Replay: sessionlab race {bug.slug} --impl {self.implementation}  (the search is "
+                      f"deterministic: it finds this interleaving again)", width, "", "  ")
         return "\n".join(lines)
+
+    def _scenario(self, width: int) -> list[str]:
+        lines = wrap(f"Scenario: {_sentence(self.scenario.story)}", width)
+        for n, worker in enumerate(self.scenario.workers):
+            lines += wrap(f"thread {n}: {worker.label}", width, "  ", "    ")
+        return lines
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -110,12 +204,23 @@ class RaceReport:
             "complete": self.complete,
             "seconds": round(self.seconds, 3),
             "figure": None if self.figure is None else vars(self.figure),
+            "headline": None if self.held else self.headline,
+            "why": None if self.held else self.why,
+            "racing": sorted(explain(self.steps).names) if self.steps else [],
             "steps": [
                 {"thread": step.thread, "lines": [
-                    {"location": line.location, "source": line.source, "accesses": list(line.accesses)}
+                    {"location": line.location, "source": line.source, "accesses": list(line.accesses),
+                     "values": [access.shown for access in line.touched],
+                     "locks": [str(op) for op in line.locks], "function": line.function,
+                     "calls": list(line.calls)}
                     for line in step.lines
                 ]}
                 for step in self.steps
+            ],
+            "locks": [
+                {"step": number, "thread": step.thread, "location": line.location, "op": op.op,
+                 "lock": op.lock, "holder": op.holder, "text": str(op)}
+                for number, step in enumerate(self.steps, 1) for line in step.lines for op in line.locks
             ],
             "conflict": self.conflict,
             "reproduced": {"successes": self.reproduced[0], "attempts": self.reproduced[1]},
@@ -124,61 +229,63 @@ class RaceReport:
         }
 
 
-def _columns(steps: tuple[Step, ...], workers: tuple[Any, ...], width: int) -> list[str]:
-    threads = len(workers)
-    column = max(36, (width - 6) // threads)
-    files = {line.location.rsplit(":", 1)[0] for step in steps for line in step.lines}
-    one_file = files.pop() if len(files) == 1 else None
-    heading = "step  " + "".join(f"thread {n}: {worker.label}"[: column - 2].ljust(column)
-                                 for n, worker in enumerate(workers))
-    lines = [f"(line numbers of {one_file})"] if one_file else []
-    lines += [heading.rstrip(), ("-" * (6 + column * threads))[:width]]
-    for number, step in enumerate(steps, 1):
-        indent = " " * (column * step.thread)
-        for row, line in enumerate(step.lines):
-            location = line.location.rsplit(":", 1)[1].rjust(3) if one_file else line.location
-            cells = [f"{location}  {line.source}"] + [f"       [{access}]" for access in line.accesses]
-            for offset, cell in enumerate(cells):
-                if len(cell) > column - 1 and step.thread < threads - 1:
-                    cell = cell[: column - 4] + "..."
-                prefix = f"{number:>4}  " if row == 0 and offset == 0 else "      "
-                lines.append((prefix + indent + cell).rstrip())
-    return lines
+def _sentence(text: str) -> str:
+    text = text.strip()
+    return text if not text or text[-1] in ".!?" else text + "."
 
+
+# -- From frontrun's events to steps ----------------------------------------------------
 
 # Container methods that change their container, for labelling what a line wrote.
 _MUTATORS = frozenset({
     "append", "appendleft", "extend", "insert", "pop", "popleft", "popitem", "remove",
     "clear", "update", "setdefault", "add", "discard",
 })
-_CONTAINERS = frozenset({"dict", "list", "deque", "set"})
+_CONTAINER_TYPES: dict[str, type] = {"dict": dict, "list": list, "set": set, "deque": deque}
 
 
 def build_steps(events: list[Any], module: Any) -> tuple[Step, ...]:
-    """Turn frontrun's recorded events into steps: source lines grouped by thread.
+    """Turn the recorded events into steps: source lines grouped by thread.
 
     Only lines in the implementation's own files are kept. Method lookups are
     left out; attribute and key reads and writes are kept, and a call of a
-    container method that changes the container is shown as a write.
+    container method that changes the container is shown as a write. Lock
+    operations are kept on the line that did them (a ``with`` block's release
+    on its ``with`` line, where it happens: after the block's last line).
     """
     files = _source_files_of(module)
     classes = {name: getattr(module, name, None) for name in dir(module)}
     for submodule in _submodules(module):
         classes.update({name: getattr(submodule, name) for name in dir(submodule)})
-    lines: list[tuple[int, str, int, list[Any]]] = []  # thread, file, line number, events
+
+    def own(filename: str) -> bool:
+        return bool(filename) and not filename.startswith("<") and Path(filename).name in files
+
+    grouped: list[tuple[tuple[Any, ...], list[Event]]] = []  # (thread, file, line, calls, function), events
     for event in events:
-        filename = getattr(event, "filename", "") or ""
-        if filename.startswith("<") or Path(filename).name not in files:
+        event = _as_event(event)
+        if not own(event.filename):
             continue
-        key = (event.thread_id, filename, event.lineno)
-        if not lines or lines[-1][:3] != key:
-            lines.append((*key, []))
-        lines[-1][3].append(event)
+        calls: list[str] = []
+        for filename, number, _ in event.callers:
+            if not own(filename):
+                break
+            calls.insert(0, f"{Path(filename).name}:{number}")
+        key = (event.thread, event.filename, event.lineno, tuple(calls), event.function)
+        if not grouped or grouped[-1][0] != key:
+            grouped.append((key, []))
+        grouped[-1][1].append(event)
     steps: list[Step] = []
-    for thread, filename, number, line_events in lines:
+    docs: dict[str, str] = {}
+    for (thread, filename, number, calls, function), line_events in grouped:
         source = linecache.getline(filename, number).strip()
-        accesses = () if source.startswith("with ") else _describe_accesses(line_events, classes)
-        line = Line(f"{Path(filename).name}:{number}", source, accesses)
+        touched = () if source.startswith("with ") else _describe_accesses(line_events, classes)
+        locks = tuple(LockOp(event.lock, event.lock_name or "a lock", event.holder)
+                      for event in line_events if event.lock)
+        if function not in docs:
+            docs[function] = _docstring(function, classes)
+        line = Line(f"{Path(filename).name}:{number}", source, tuple(access.label for access in touched),
+                    touched, locks, function, calls, docs[function])
         if steps and steps[-1].thread == thread:
             steps[-1] = Step(thread, steps[-1].lines + (line,))
         else:
@@ -186,39 +293,61 @@ def build_steps(events: list[Any], module: Any) -> tuple[Step, ...]:
     return tuple(steps)
 
 
-def _describe_accesses(events: list[Any], classes: dict[str, Any]) -> tuple[str, ...]:
-    """Label what one line read and wrote, e.g. "read SessionManager._sessions['s1']"."""
-    labels: list[str] = []
-    holder = ""  # the attribute just read, if the next access is to its contents
+def _as_event(event: Any) -> Event:
+    """The lab's Event, from itself or from a frontrun TraceEvent (no values, no locks)."""
+    if isinstance(event, Event):
+        return event
+    return Event(event.thread_id, getattr(event, "filename", "") or "", event.lineno,
+                 getattr(event, "function_name", ""), event.access_type, event.attr_name, event.obj_type_name)
+
+
+def _describe_accesses(events: list[Event], classes: dict[str, Any]) -> tuple[Access, ...]:
+    """What one line read and wrote, e.g. "read SessionManager._sessions['s1']"."""
+    found: list[Access] = []
+    holder: Access | None = None  # the attribute just read, if the next access is to its contents
     for event in events:
-        kind, owner, attr = event.access_type, event.obj_type_name, event.attr_name
+        kind, owner, attr = event.kind, event.owner, event.attr
         if kind is None or owner is None or attr is None:
             continue
         if owner in _CONTAINERS:
-            target = holder or owner
+            target = holder.target if holder else owner
             if hasattr(_CONTAINER_TYPES[owner], attr):
-                if attr in _MUTATORS:
-                    label = f"{target}.{attr}() writes"
-                else:
-                    label = f"{target}.{attr}() reads"
+                write = attr in _MUTATORS
+                access = Access("write" if write else "read", target, attr, None, (event.obj, None))
             else:
-                label = f"{kind} {target}[{attr!r}]"
-            if holder and labels and labels[-1] == f"read {holder}":
-                labels.pop()
-            holder = ""
+                access = Access(kind, f"{target}[{attr!r}]", "", event.value, (event.obj, attr), event.value_id)
+            if holder and found and found[-1] == holder:
+                found.pop()
+            holder = None
         else:
             cls = classes.get(owner)
-            if not isinstance(cls, type) or callable(getattr(cls, attr, None)):
-                holder = ""
+            if not isinstance(cls, type) or callable(getattr(cls, attr, None)) or event.callable:
+                holder = None
                 continue  # a method lookup, or state that is not the implementation's own
-            label = f"{kind} {owner}.{attr}"
-            holder = f"{owner}.{attr}" if kind == "read" else ""
-        if label not in labels:
-            labels.append(label)
-    return tuple(labels)
+            access = Access(kind, f"{owner}.{attr}", "", event.value, (event.obj, attr), event.value_id)
+            holder = access if kind == "read" else None
+        if all(access.label != seen.label for seen in found):
+            found.append(access)
+    return tuple(found)
 
 
-_CONTAINER_TYPES: dict[str, type] = {"dict": dict, "list": list, "set": set, "deque": deque}
+_CONTAINERS = frozenset(_CONTAINER_TYPES)
+
+
+def _docstring(qualname: str, classes: dict[str, Any]) -> str:
+    """The first sentence of a function's docstring, as a phrase: "returns the live record ..."."""
+    outer, _, rest = qualname.partition(".")
+    function = classes.get(outer)
+    for part in rest.split(".") if rest else ():
+        function = getattr(function, part, None)
+    doc = (getattr(function, "__doc__", None) or "").strip() if callable(function) else ""
+    first = doc.split("\n\n")[0].replace("\n", " ").split(". ")[0].split("; ")[0].rstrip(".")
+    verb, _, rest = first.partition(" ")
+    if verb[:1].isupper() and verb[1:].islower() and not verb.endswith("s"):
+        verb = verb.lower()
+        verb = (verb[:-1] + "ies" if verb.endswith("y") and verb[-2:-1] not in "aeiou"
+                else verb + ("es" if verb.endswith(("sh", "ch", "x", "z")) else "s"))
+    return f"{verb} {rest}".strip()
 
 
 def _submodules(module: Any) -> list[Any]:
@@ -231,5 +360,3 @@ def _source_files_of(module: Any) -> frozenset[str]:
     if origin.name == "__init__.py":
         return frozenset(path.name for path in origin.parent.glob("*.py"))
     return frozenset({origin.name})
-
-

@@ -59,6 +59,11 @@ class Workspace:
         if not self.exists:
             raise WorkspaceError("there is no working copy yet; make one with: sessionlab start")
 
+    @property
+    def saved(self) -> Path:
+        """Where versions of the learner's code are kept before anything replaces them."""
+        return self.state / "saved"
+
     def start(self) -> bool:
         """Copy buggy/ to the workspace; return False if a working copy already exists."""
         if self.exists:
@@ -67,6 +72,30 @@ class Workspace:
         for source in sorted((self.root / "buggy").glob("*.py")):
             shutil.copy2(source, self.path / source.name)
         return True
+
+    def pristine(self) -> bool:
+        """Whether the working copy holds exactly what buggy/ holds."""
+        mine = {path.name: path.read_bytes() for path in self.files()}
+        original = {path.name: path.read_bytes() for path in sorted((self.root / "buggy").glob("*.py"))}
+        return mine == original
+
+    def start_fresh(self) -> Path | None:
+        """Make a new working copy; the old one is moved under saved/ first (unless it was untouched).
+
+        Returns where the old copy went, or None when there was nothing to keep.
+        """
+        kept = None
+        if self.path.exists():
+            if self.exists and self.pristine():
+                shutil.rmtree(self.path)
+            else:
+                kept = _new_folder(self.saved, f"{WORKSPACE}-{time.strftime('%Y%m%d-%H%M%S')}")
+                kept.rmdir()
+                shutil.move(str(self.path), str(kept))
+                for cache in kept.rglob("__pycache__"):
+                    shutil.rmtree(cache, ignore_errors=True)
+        self.start()
+        return kept
 
     def files(self) -> list[Path]:
         return sorted(self.path.glob("*.py"))
@@ -85,11 +114,17 @@ class Function:
 
 def functions(path: Path) -> dict[str, Function]:
     """The functions and methods defined in a file, by qualified name."""
-    source = path.read_text(encoding="utf-8")
+    try:
+        source = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise WorkspaceError(f"{path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise WorkspaceError(f"{path} cannot be read: {exc}") from None
     try:
         tree = ast.parse(source, filename=str(path))
     except SyntaxError as exc:
-        raise WorkspaceError(f"{path} does not parse: {exc}") from None
+        raise WorkspaceError(f"{path} does not parse: SyntaxError: {exc.msg} (line {exc.lineno}); "
+                             "fix that line first") from None
     lines = source.splitlines(keepends=True)
     found: dict[str, Function] = {}
 
@@ -136,18 +171,51 @@ def diff(bug: Bug, mine: Path, reference: Path, mine_label: str, reference_label
     return out
 
 
-def reset(bug: Bug, workspace: Workspace) -> Path:
-    """Put the bug's original code back into the working copy; return where the learner's version was saved."""
-    workspace.require()
-    mine = workspace.path / MODULE
-    original = functions(workspace.root / "buggy" / MODULE)
-    missing = [name for name in bug.functions if name not in functions(mine)]
+def _new_file(folder: Path, stem: str, name: str) -> Path:
+    """A new, empty file folder/stem-name, or stem-2-name, stem-3-name ... : never an existing one."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for count in range(1, 10_000):
+        path = folder / (f"{stem}-{name}" if count == 1 else f"{stem}-{count}-{name}")
+        try:
+            with path.open("x", encoding="utf-8"):
+                return path
+        except FileExistsError:
+            continue
+    raise WorkspaceError(f"{folder} is full of saved versions named {stem}-*: clear some out")
+
+
+def _new_folder(folder: Path, stem: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for count in range(1, 10_000):
+        path = folder / (stem if count == 1 else f"{stem}-{count}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise WorkspaceError(f"{folder} is full of saved copies named {stem}-*: clear some out")
+
+
+def reset(bug: Bug, workspace: Workspace, target: Path | None = None) -> Path | None:
+    """Put the bug's original code back; return where the learner's version was saved.
+
+    target is the file to reset (default: the working copy's). Returns None, and
+    saves nothing, when that code is already the original.
+    """
+    if target is None:
+        workspace.require()
+        target = workspace.path / bug.module
+    original = functions(workspace.root / "buggy" / bug.module)
+    current = functions(target)
+    missing = [name for name in bug.functions if name not in current]
     if missing:
-        raise WorkspaceError(f"{mine} has no function {', '.join(missing)}")
-    saved = workspace.state / "saved" / f"{bug.slug}-{time.strftime('%Y%m%d-%H%M%S')}-{MODULE}"
-    saved.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(mine, saved)
-    replace_functions(mine, {name: original[name].text for name in bug.functions})
+        raise WorkspaceError(f"{target} has no function {', '.join(missing)}: put it back by hand, or "
+                             "start over from buggy/ with: sessionlab start --fresh (your copy is saved first)")
+    if all(current[name].text == original[name].text for name in bug.functions):
+        return None
+    saved = _new_file(workspace.saved, f"{bug.slug}-{time.strftime('%Y%m%d-%H%M%S')}", target.name)
+    shutil.copy2(target, saved)
+    replace_functions(target, {name: original[name].text for name in bug.functions})
     return saved
 
 

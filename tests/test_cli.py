@@ -61,32 +61,35 @@ def test_observe_reports_the_figure(capsys):
     assert not fixed["detected"] and fixed["figure"]["got"] == "0"
 
 
-def test_observe_rate_counts_single_rounds(capsys):
+def test_observe_rate_counts_single_rounds(capsys, lab):
     code, out, _ = run(capsys, "observe", "3", "--impl", "buggy", "--rate", "3")
     assert code == 0
     assert "buggy: broke in 3 of 3 rounds (100%)" in out
+    assert not (lab / ".sessionlab" / "rates.json").exists()  # three rounds calibrate nothing
 
 
 def test_unknown_names_get_one_clear_line(capsys):
-    code, _, err = run(capsys, "observe", "lost-update")
-    assert code == 2 and "no bug named 'lost-update'" in err and "lost-updates" in err
+    code, _, err = run(capsys, "observe", "lost-updats")
+    assert code == 2 and "no bug named 'lost-updats'" in err and "did you mean lost-updates?" in err
     code, _, err = run(capsys, "observe", "lost-updates", "--impl", "no/such/folder")
     assert code == 2 and "no implementation" in err
 
 
 @needs_frontrun
 def test_race_prints_the_interleaving_and_the_figure(capsys, lab):
+    # The report's own layout is tested with the report (tests/test_race.py); here, that race prints it.
     code, out, _ = run(capsys, "race", "lost-increments")
     assert code == 0
     assert "lost-increments (bug 2, atomicity violation) on buggy" in out
-    assert "Expected: 2    Got: 1" in out
-    assert out.count("count = record.access_count + 1") == 2
-    assert "Replay: sessionlab race lost-increments --impl buggy" in out
+    assert "2 increments, counted 1" in out
+    assert out.count("count = record.access_count + 1") >= 2
+    assert "sessionlab race lost-increments --impl buggy" in out
     code, out, _ = run(capsys, "race", "lost-increments", "--impl", "fixed", "--json")
     (report,) = json.loads(out)
     assert report["held"] and report["complete"] and report["explored"] >= 2
 
 
+@needs_frontrun
 def test_race_refuses_a_bug_that_is_not_a_race(capsys, lab):
     code, _, err = run(capsys, "race", "cleanup-leak")
     assert code == 2 and "not a race" in err and "sessionlab observe cleanup-leak" in err
@@ -110,13 +113,14 @@ def test_the_learner_loop_from_start_to_a_fixed_bug_and_back(capsys, lab):
     assert [e["status"] for e in listing["exercises"]] == ["buggy"] * 6 and listing["next"] == "lost-updates"
 
     code, out, _ = run(capsys, "check", "lost-increments")
-    assert code == 1 and "STILL BUGGY" in out and "expected 2, counted 1" in out
+    assert code == 1 and "STILL BUGGY" in out and "2 increments, counted 1" in out
 
     apply_reference_fix(lab, "lost-increments")
     code, out, _ = run(capsys, "check", "lost-increments", "--json")
     (verdict,) = json.loads(out)["verdicts"]
     assert code == 0 and verdict["fixed"]
-    assert [c["kind"] for c in verdict["checks"]] == ["deterministic", "stress"]
+    kinds = [c["kind"] for c in verdict["checks"]]
+    assert kinds[-1] == "stress" and set(kinds[:-1]) == {"deterministic"}
     assert all(c["outcome"] == "held" for c in verdict["checks"])
 
     code, out, _ = run(capsys, "list", "--json")
@@ -130,6 +134,9 @@ def test_the_learner_loop_from_start_to_a_fixed_bug_and_back(capsys, lab):
     assert code == 0
     saved = list((lab / ".sessionlab" / "saved").glob("lost-increments-*-manager.py"))
     assert len(saved) == 1 and "# FIX(lost-increments)" in saved[0].read_text()
+    code, out, _ = run(capsys, "reset", "lost-increments")
+    assert code == 0 and "nothing was changed or saved" in out
+    assert len(list((lab / ".sessionlab" / "saved").iterdir())) == 1
     code, out, _ = run(capsys, "check", "lost-increments")
     assert code == 1 and "STILL BUGGY" in out
 
@@ -161,7 +168,7 @@ def test_check_without_a_bug_checks_the_current_exercise(capsys, lab):
 def test_watch_runs_the_current_check(capsys, lab):
     run(capsys, "start")
     code, out, _ = run(capsys, "watch", "--once")
-    assert code == 0 and "1. lost-updates in workspace: STILL BUGGY" in out
+    assert code == 1 and "1. lost-updates in workspace: STILL BUGGY" in out
 
 
 def test_git_ignores_the_working_copy_and_the_lab_state():
@@ -177,10 +184,13 @@ def test_without_frontrun_race_says_why_and_check_falls_back_on_stress(capsys, m
 
     monkeypatch.setattr(race, "frontrun_available", lambda: (False, "frontrun has no build for this platform"))
     code, _, err = run(capsys, "race", "lost-increments")
-    assert code == 3 and "frontrun has no build for this platform" in err
+    assert code == 5 and "frontrun has no build for this platform" in err  # 5: cannot decide here
+    code, out, _ = run(capsys, "race", "lost-increments", "--json")
+    assert code == 5 and json.loads(out)["error"]["kind"] == "unavailable"
     verdict = checks.judge("lost-increments", impls.load("buggy"))
-    skipped, stressed = verdict.results
-    assert skipped.held is None and "frontrun has no build" in skipped.message
+    skipped = [result for result in verdict.results if result.held is None]
+    stressed = verdict.results[-1]
+    assert skipped and all("frontrun has no build" in result.message for result in skipped)
     assert stressed.check.kind == "stress" and stressed.held is False and not verdict.fixed
 
 
@@ -189,13 +199,18 @@ def test_the_json_schemas_graders_rely_on(capsys, lab):
     run(capsys, "start")
     code, out, _ = run(capsys, "check", "stats-drift", "--json")
     result = json.loads(out)
-    assert set(result) == {"implementation", "verdicts"}
+    # The fields graders rely on are all there (new ones may be added, none taken away).
+    assert set(result) >= {"implementation", "verdicts"}
+    assert result["status"] == "STILL BUGGY" and result["exit"] == code == 1
     (verdict,) = result["verdicts"]
-    assert set(verdict) == {"bug", "number", "implementation", "fixed", "evidence", "checks"}
-    assert {tuple(sorted(check)) for check in verdict["checks"]} == {
-        ("check", "kind", "message", "outcome", "seconds")}
+    assert set(verdict) >= {"bug", "number", "implementation", "fixed", "evidence", "checks", "status"}
+    assert verdict["status"] == "STILL BUGGY" and verdict["fixed"] is False
+    for check in verdict["checks"]:
+        assert set(check) >= {"check", "kind", "message", "outcome", "seconds", "detail"}
+        assert check["outcome"] in {"held", "broke", "skipped", "error", "hang"}
     code, out, _ = run(capsys, "list", "--json")
     listing = json.loads(out)
-    assert set(listing) == {"workspace", "exercises", "next"}
-    assert {tuple(sorted(e)) for e in listing["exercises"]} == {
-        ("bug", "evidence", "folder", "hints", "hints_seen", "number", "status", "title")}
+    assert set(listing) >= {"workspace", "exercises", "next"}
+    for exercise in listing["exercises"]:
+        assert set(exercise) >= {"bug", "evidence", "folder", "hints", "hints_seen", "number", "status", "title"}
+        assert exercise["status"] == "buggy" and exercise["verdict"] == "STILL BUGGY"

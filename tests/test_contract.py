@@ -1,16 +1,24 @@
 """The contract, one thread at a time: what every operation returns, and how bad input is refused.
 
 Both buggy and fixed pass these: their bugs only show under concurrency (or,
-for the leak and the shared snapshot, in the checks marked for them).
+for the leak and the shared snapshot, in the checks marked for them). The
+checks of sessionlab.contract, which the judge runs on a learner's code, run
+here too, against both.
 """
 
 from __future__ import annotations
 
-import math
+import logging
+import re
+import shutil
+import textwrap
+import threading
+import tracemalloc
+from pathlib import Path
 
 import pytest
 
-from sessionlab import api
+from sessionlab import api, contract, impls, workspace
 from sessionlab.api import InvalidInput, Session, SessionError, SessionNotFound
 
 
@@ -48,7 +56,7 @@ def state(manager) -> tuple:
     )
 
 
-# -- create and get -------------------------------------------------------------
+# -- create, get and update ------------------------------------------------------
 
 
 def test_create_returns_a_well_formed_id_and_a_fresh_session(manager, clock):
@@ -60,23 +68,6 @@ def test_create_returns_a_well_formed_id_and_a_fresh_session(manager, clock):
         session_id=session_id, user_id="u-1", username="Ada", is_authenticated=True,
         access_count=0, metadata={}, created_at=clock.now, last_accessed=clock.now,
     )
-
-
-def test_each_login_gets_its_own_session(manager):
-    ids = [manager.create_session(f"u-{n}", "same name") for n in range(50)]
-    assert len(set(ids)) == 50
-    assert [manager.get_session(i).user_id for i in ids] == [f"u-{n}" for n in range(50)]
-
-
-def test_session_is_a_frozen_snapshot(manager):
-    session = manager.get_session(manager.create_session("u-1", "Ada"))
-    with pytest.raises(AttributeError):
-        session.access_count = 5  # type: ignore[misc]
-    with pytest.raises(TypeError):
-        session.metadata["role"] = "admin"  # type: ignore[index]
-
-
-# -- update ---------------------------------------------------------------------
 
 
 def test_update_sets_and_overwrites_keys_and_touches_the_session(manager, clock):
@@ -107,32 +98,7 @@ def test_update_accepts_up_to_the_key_limit_and_overwrites_at_the_limit(manager)
     assert len(manager.get_session(session_id).metadata) == api.MAX_METADATA_KEYS
 
 
-# -- increment ------------------------------------------------------------------
-
-
-def test_increment_counts_and_returns_the_new_count(manager, clock):
-    session_id = manager.create_session("u-1", "Ada")
-    counts = []
-    for _ in range(5):
-        clock.tick()
-        counts.append(manager.increment_access(session_id))
-    assert counts == [1, 2, 3, 4, 5]
-    session = manager.get_session(session_id)
-    assert (session.access_count, session.last_accessed) == (5, clock.now)
-
-
-# -- delete, stats, health ------------------------------------------------------------
-
-
-def test_delete_logs_out_once(manager):
-    session_id = manager.create_session("u-1", "Ada")
-    manager.update_session(session_id, "theme", "dark")
-    manager.delete_session(session_id)
-    with pytest.raises(SessionNotFound):
-        manager.get_session(session_id)
-    with pytest.raises(SessionNotFound):
-        manager.delete_session(session_id)
-    assert manager.get_active_count() == 0
+# -- stats and health (create, get, increment and delete: see the contract checks below) ----
 
 
 def test_stats_count_sessions_and_lookups(manager):
@@ -190,10 +156,7 @@ def test_closed_manager_refuses_every_operation(impl):
 
 # -- bad input: a typed error, and nothing changes ------------------------------------
 
-BAD_NAMES = [None, 42, b"bytes", ["u"], "", "   ", "x" * (api.MAX_NAME_LENGTH + 1)]
-BAD_IDS = [None, 7, b"abc", "", "has space", "../../etc/passwd", "semi;colon", "x" * (api.MAX_SESSION_ID_LENGTH + 1)]
-BAD_KEYS = [None, 3, ("k",), "", "k" * (api.MAX_KEY_LENGTH + 1)]
-BAD_VALUES = [[1, 2], {"a": 1}, {1}, b"raw", object(), math.nan, math.inf, 2**63, "v" * (api.MAX_VALUE_LENGTH + 1)]
+BAD_NAMES, BAD_IDS, BAD_KEYS, BAD_VALUES = contract.BAD_NAMES, contract.BAD_IDS, contract.BAD_KEYS, contract.BAD_VALUES
 
 
 @pytest.fixture
@@ -303,3 +266,147 @@ def test_both_packages_offer_the_same_public_api(impl):
     }
     assert public(impl.module.SessionManager) == public(fixed.SessionManager)
     assert isinstance(impl.new_manager(), api.SessionManager)
+
+
+# -- the contract's checks, as the judge runs them ------------------------------------------
+
+CHECKS = contract.contract_checks()
+
+
+@pytest.mark.parametrize("name, check", CHECKS, ids=[re.sub(r"\W+", "-", name)[:48] for name, _ in CHECKS])
+def test_the_contract_check_holds(impl, name, check):
+    figure = check(impl)
+    assert figure.held, figure.summary
+
+
+def test_the_whole_contract_holds(impl):
+    figure = contract.run_contract(impl)
+    assert figure.held and figure.summary.startswith(f"the contract holds: {len(CHECKS)} checks"), figure.summary
+
+
+def variant(tmp_path: Path, name: str, source: str) -> impls.Implementation:
+    """A copy of buggy/ with one method replaced (as tests/test_fixes.py builds its variants)."""
+    folder = tmp_path / "variant"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "buggy", folder,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    workspace.replace_functions(folder / workspace.MODULE, {name: textwrap.indent(textwrap.dedent(source), "    ")})
+    return impls.load(str(folder))
+
+
+def test_the_contract_rejects_a_fix_that_stores_a_key_before_the_size_check(tmp_path):
+    stores_first = variant(tmp_path, "SessionManager.update_session", """
+        def update_session(self, session_id, key, value):
+            check_session_id(session_id)
+            check_key(key)
+            check_value(value)
+            now = self._clock()
+            with self._lock:
+                record = self._require(session_id)
+                record.metadata = dict(record.metadata)
+                record.metadata[key] = value
+                record.last_accessed = now
+                check_metadata_size(record.metadata)
+    """)
+    figure = contract.run_contract(stores_first)
+    assert not figure.held
+    assert figure.summary.startswith("the contract broke: update_session rejected a 65th key but stored it anyway: "
+                                     "the session now holds 65 keys"), figure.summary
+
+
+def test_the_contract_names_the_line_where_hostile_input_raised(tmp_path):
+    trusting = variant(tmp_path, "SessionManager.update_session", """
+        def update_session(self, session_id, key, value):
+            check_session_id(session_id)
+            if not isinstance(key, str):
+                raise InvalidInput("metadata key must be a string")
+            with self._lock:
+                record = self._require(session_id)
+                record.metadata = {**record.metadata, key: value}
+    """)
+    figure = dict(CHECKS)["hostile values are refused with InvalidInput, and never asked to describe themselves"](
+        trusting)
+    assert not figure.held
+    assert re.match(r"update_session raised TypeError: unhashable type: 'EqOnly' \(\S*manager\.py:\d+ in "
+                    r"SessionManager\.update_session\) for a str subclass that overrides only __eq__", figure.summary)
+
+
+# -- hardening: describing bad input, hashing snapshots, logging, the clock -------------------
+
+
+def test_describing_a_rejected_value_is_bounded_and_never_calls_it():
+    deep: list = []
+    for _ in range(100_000):
+        deep = [deep]
+    big = b"x" * 10_000_000
+
+    class Named(type):  # a metaclass whose classes' name and equality raise
+        __name__ = property(lambda cls: 1 / 0)  # type: ignore[assignment]
+        __eq__, __hash__ = (lambda cls, other: 1 / 0), type.__hash__
+
+    raising = dict(contract.hostile_values())["an object whose every method raises"]
+    for value in (deep, raising, Named("N", (), {})(), 10**5000, "\n" * 10**6):
+        with pytest.raises(InvalidInput) as raised:
+            api.check_value(value)
+        assert len(str(raised.value)) < 200 and "\n" not in str(raised.value)
+    tracemalloc.start()
+    with pytest.raises(InvalidInput, match="bytes of length 10000000"):
+        api.check_name("user_id", big)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 100_000, f"describing a 10 MB value took {peak} bytes"
+
+
+def test_snapshots_hash_by_value(manager):
+    session_id = manager.create_session("u-1", "Ada")
+    manager.update_session(session_id, "theme", "dark")
+    first, second = manager.get_session(session_id), manager.get_session(session_id)
+    assert first == second and hash(first) == hash(second) and len({first, second}) == 1
+    manager.update_session(session_id, "theme", "light")
+    assert manager.get_session(session_id) != second
+
+
+def test_a_session_tag_names_a_session_without_giving_its_id_away():
+    tag = api.session_tag("abc")
+    assert tag == api.session_tag("abc") != api.session_tag("abd") and re.fullmatch("[0-9a-f]{8}", tag)
+
+
+def test_no_session_id_is_ever_logged(impl, caplog):
+    caplog.set_level(logging.DEBUG)
+    with impl.new_manager() as manager:
+        ids = [manager.create_session(f"u-{n}", "Ada\u00e9") for n in range(3)]
+        for session_id in ids:
+            manager.update_session(session_id, "theme", "dark")
+            manager.increment_access(session_id)
+            manager.get_session(session_id)
+        manager.delete_session(ids[0])
+        for call in (lambda: manager.delete_session(ids[0]), lambda: manager.get_session(ids[0]),
+                     lambda: manager.create_session("u\nforged", "x"), lambda: manager.update_session(ids[1], "", 1)):
+            with pytest.raises(SessionError):
+                call()
+    logged = [record.getMessage() + repr(record.args) for record in caplog.records]
+    assert any(api.session_tag(ids[0]) in line for line in logged), "login and logout are logged by their tag"
+    assert not [line for line in logged for session_id in ids if session_id in line]
+
+
+def test_a_clock_that_reads_the_manager_does_not_deadlock_it(impl):
+    class Reading:
+        manager = None
+
+        def __call__(self) -> float:
+            if self.manager is not None:
+                self.manager.get_active_count()  # takes the manager's lock
+            return 1_000_000.0
+
+    clock = Reading()
+    manager = clock.manager = impl.new_manager(clock=clock)
+
+    def session_calls() -> None:
+        session_id = manager.create_session("u-1", "Ada")
+        manager.update_session(session_id, "theme", "dark")
+        manager.increment_access(session_id)
+        manager.delete_session(session_id)
+
+    thread = threading.Thread(target=session_calls, daemon=True)
+    thread.start()
+    thread.join(5)
+    assert not thread.is_alive(), "a clock that calls the manager deadlocked it: the clock runs under its lock"

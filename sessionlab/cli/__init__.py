@@ -1,0 +1,228 @@
+"""The ``sessionlab`` command line.
+
+``main`` parses the command line and runs one command; the commands live in
+``learner`` (start, list, check, hint, diff, reset), ``watching`` (watch) and
+``observing`` (demo, observe, race), and print through ``output``. They are
+imported only once a command is chosen, so ``sessionlab --help`` is quick and
+Ctrl-C is caught from the first moment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+from sessionlab.cli import interrupts
+from sessionlab.cli.status import (EXIT_ERROR, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_STATUSES,
+                                   EXIT_USAGE, CommandError, report_error)
+
+__all__ = ["main", "build_parser", "version"]
+
+
+def version() -> str:
+    try:
+        from importlib.metadata import PackageNotFoundError, version as installed
+        return installed("sessionlab")
+    except PackageNotFoundError:
+        import sessionlab
+        return getattr(sessionlab, "__version__", "unknown")
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are JSON when --json was asked for."""
+
+    json_wanted = False
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        if _Parser.json_wanted:
+            report_error(argparse.Namespace(json=True), CommandError(f"{self.prog}: {message}", kind="usage"))
+            raise SystemExit(EXIT_USAGE)
+        super().error(message)
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be more than 0")
+    return value
+
+
+BUG_HELP = "a bug's name, number or exercise folder: lost-updates, 1, 01-lost-updates"
+IMPL_HELP = "a package folder, a .py file, or an importable module (buggy, fixed); relative to where you run"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="sessionlab",
+        description="A lab for learning why threaded session code loses data, and how to prove it doesn't.",
+        epilog="start with: sessionlab demo, then sessionlab start\n\n" + EXIT_STATUSES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"sessionlab {version()}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def command(name: str, run: str, help: str, epilog: str | None = None) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".", epilog=epilog,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+        sub.set_defaults(run=run)
+        return sub
+
+    def json_option(sub: argparse.ArgumentParser, what: str) -> None:
+        sub.add_argument("--json", action="store_true", help=f"print {what} as JSON (errors too: {{\"error\": ...}})")
+
+    demo = command("demo", "observing:cmd_demo", "observe every bug on buggy/ and fixed/ side by side")
+    demo.add_argument("--impl", metavar="PATH", help=f"show this implementation instead of buggy/ ({IMPL_HELP})")
+    json_option(demo, "the results")
+
+    observe = command("observe", "observing:cmd_observe", "observe one bug's stress scenario on real threads")
+    observe.add_argument("bug", metavar="BUG", help=BUG_HELP)
+    observe.add_argument("--impl", action="append", metavar="PATH",
+                         help="the implementation to observe, repeatable (default: your working copy once "
+                              f"made, else buggy; and fixed). {IMPL_HELP}")
+    observe.add_argument("--rounds", type=_at_least_one, metavar="N",
+                         help="run at most N rounds (default: the checks' bound, enough to miss a bug that "
+                              "breaks rounds at the assumed rate less than once in a million)")
+    observe.add_argument("--rate", type=_at_least_one, metavar="N",
+                         help="instead, run N single rounds and report how many broke, with a 95%% interval")
+    json_option(observe, "the results")
+
+    racing = command("race", "observing:cmd_race", "explore every interleaving of a race bug; print the bad one")
+    racing.add_argument("bug", metavar="BUG", help=BUG_HELP)
+    racing.add_argument("--impl", action="append", metavar="PATH",
+                        help=f"the implementation to explore, repeatable (default: your working copy once made, "
+                             f"else buggy). {IMPL_HELP}")
+    racing.add_argument("-v", "--verbose", action="store_true",
+                        help="show the lines of helper calls the report folds into one line")
+    json_option(racing, "the reports")
+
+    start = command("start", "learner:cmd_start", "make your working copy of buggy/ in workspace/ (once)")
+    start.add_argument("--fresh", action="store_true",
+                       help="start over: keep your current copy in .sessionlab/saved/, then copy buggy/ again")
+
+    listing = command("list", "learner:cmd_list", "every exercise, its status in your working copy, and what is next")
+    listing.add_argument("--impl", metavar="PATH", help=f"list this implementation's status instead ({IMPL_HELP})")
+    json_option(listing, "the status")
+
+    check = command("check", "learner:cmd_check",
+                    "is the bug fixed in your working copy? exit status 0 only when it is",
+                    epilog="verdicts: FIXED, STILL BUGGY, ERROR, HANGS, UNPROVEN\n\n" + EXIT_STATUSES)
+    check.add_argument("bug", metavar="BUG", nargs="?",
+                       help=f"{BUG_HELP} (default: the current exercise: the one you last checked, "
+                            "until it is FIXED; then the first not fixed)")
+    check.add_argument("--all", action="store_true", help="check every exercise; ends with N of M fixed")
+    check.add_argument("--impl", metavar="PATH", help=f"check this instead of your working copy ({IMPL_HELP})")
+    json_option(check, "the verdicts")
+
+    hint = command("hint", "learner:cmd_hint", "the next hint for an exercise")
+    hint.add_argument("bug", metavar="BUG", nargs="?", help=f"{BUG_HELP} (default: the current exercise)")
+    hint.add_argument("--all", action="store_true",
+                      help="read again every hint you have seen (of BUG, or of every exercise)")
+
+    differ = command("diff", "learner:cmd_diff", "your code for one bug against the reference fixed/")
+    differ.add_argument("bug", metavar="BUG", nargs="?", help=f"{BUG_HELP} (default: the current exercise)")
+    differ.add_argument("--impl", metavar="PATH",
+                        help="compare this package folder or .py file instead of your working copy")
+
+    resetting = command("reset", "learner:cmd_reset",
+                        "put one bug's original code back in your working copy (yours is saved first)")
+    resetting.add_argument("bug", metavar="BUG", help=BUG_HELP)
+    resetting.add_argument("--impl", metavar="PATH", help="reset this package folder or .py file instead")
+
+    watch = command("watch", "watching:cmd_watch",
+                    "check the current exercise on every save; move on once it is FIXED")
+    watch.add_argument("bug", metavar="BUG", nargs="?", help="start with this exercise (default: the current one)")
+    watch.add_argument("--impl", metavar="PATH", help=f"watch this instead of your working copy ({IMPL_HELP})")
+    watch.add_argument("--interval", type=_seconds, default=0.5, metavar="SECONDS",
+                       help="how often to look for saves (default: 0.5)")
+    watch.add_argument("--once", action="store_true", help=argparse.SUPPRESS)
+    return parser
+
+
+def _command(run: str):
+    module, name = run.split(":")
+    return getattr(importlib.import_module(f"sessionlab.cli.{module}"), name)
+
+
+def _run(argv: list[str]) -> int:
+    parser = build_parser()
+    _Parser.json_wanted = "--json" in argv
+    if not argv:
+        parser.print_help()
+        return EXIT_OK
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit:  # --help, --version, or a usage error already printed
+        return exit.code if isinstance(exit.code, int) else EXIT_USAGE
+    if args.command is None:
+        parser.print_help()
+        return EXIT_OK
+    try:
+        return _dispatch(args)
+    except CommandError as error:
+        return report_error(args, error)
+    except BrokenPipeError:
+        # The reader went away (sessionlab list | head): stop quietly.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+    except Exception as exc:  # a bug in the lab itself
+        if os.environ.get("SESSIONLAB_DEBUG"):
+            raise
+        return report_error(args, CommandError(
+            f"internal error: {type(exc).__name__}: {exc}. This is a bug in the lab, not in your code; "
+            "SESSIONLAB_DEBUG=1 shows the traceback", EXIT_INTERNAL, kind="internal"))
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    """Run the chosen command; the lab's own errors become one-line CommandErrors."""
+    from sessionlab import exercises, impls
+    from sessionlab.catalogue import UnknownBug
+    from sessionlab.workspace import WorkspaceError
+
+    try:
+        return _command(args.run)(args)
+    except UnknownBug as exc:
+        raise CommandError(str(exc), kind="unknown-bug", name=exc.name, suggestion=exc.suggestion) from None
+    except impls.CodeError as exc:
+        raise CommandError(f"ERROR: your code did not load: {exc}", EXIT_ERROR, kind="code",
+                           detail=exc.text()) from None
+    except impls.ImplementationError as exc:
+        raise CommandError(str(exc), kind="implementation") from None
+    except WorkspaceError as exc:
+        raise CommandError(str(exc), kind="workspace") from None
+    except exercises.ManifestError as exc:
+        raise CommandError(str(exc), kind="manifest") from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. Without argv (the installed command), the process ends here too."""
+    process = argv is None
+    if process:
+        interrupts.install()
+    try:
+        status = _run(list(sys.argv[1:] if argv is None else argv))
+    except KeyboardInterrupt:
+        interrupts.say()
+        status = EXIT_INTERRUPTED
+    if process:
+        interrupts.finish(status)
+    return status
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,308 @@
+"""The learner's commands: start, list, check, hint, diff, reset (watch is in watching.py)."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+from sessionlab import catalogue, exercises, race, workspace
+from sessionlab.cli import output, verdicts
+from sessionlab.cli.common import (ERROR, EXIT_FOR, EXIT_OK, FIXED, HANGS, STILL_BUGGY, UNPROVEN, CommandError,
+                                   code_error_json, follow, load, source_file, space, worst)
+from sessionlab.cli.output import Progress, print_json, table, verdict_word, wrap
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    here = space()
+    if args.fresh and here.path.exists():
+        kept = here.start_fresh()
+        print(f"Made a fresh working copy of buggy/ in {here.path}/")
+        if kept is None:
+            print("Your old copy was the same as buggy/, so there was nothing to keep.")
+        else:
+            print(f"Your old copy is kept in {kept.relative_to(here.root)}/")
+    elif here.start():
+        print(f"Made your working copy of buggy/ in {here.path}/")
+        print("Fix the bugs there; buggy/ stays as it was, and git ignores your copy.")
+    else:
+        print(f"Your working copy already exists: {here.path}/  (nothing was changed)")
+        print("To start over from buggy/: sessionlab start --fresh  (your copy is kept first)")
+    first = exercises.load(here.root)[0]
+    print()
+    print(f"First exercise: {first.bug.number}. {first.bug.title}  ({first.readme.relative_to(here.root)})")
+    print(f"  sessionlab check {first.bug.slug:<20} is it fixed yet? (it is not)")
+    print(f"  {'sessionlab list':<37} every exercise and what to do next")
+    return EXIT_OK
+
+
+# -- list -----------------------------------------------------------------------------------------
+
+# A verdict's status in list --json ("fixed" and "buggy" as before; the others are new states).
+LIST_STATUS = {FIXED: "fixed", STILL_BUGGY: "buggy", ERROR: "error", HANGS: "hangs", UNPROVEN: "unproven"}
+
+
+def _short_error(evidence: str) -> str:
+    """ "KeyError: 'x' (workspace/manager.py:97 in f)" -> "KeyError (workspace/manager.py:97)"."""
+    kind = evidence.split(":", 1)[0].split(" (", 1)[0]
+    where = re.search(r"\(([^()]*:\d+)(?: in [^()]*)?\)$", evidence)
+    return f"{kind} ({where.group(1)})" if where else kind
+
+
+def _short_state(verdict) -> str:
+    """The status cell of list: "fixed", "still buggy", "error: NameError (workspace/manager.py:97)"."""
+    status = verdict.status
+    if status == FIXED:
+        return "fixed"
+    if status == STILL_BUGGY:
+        return "still buggy"
+    evidence = verdict.evidence.removeprefix(f"{verdict.bug.slug}: ")
+    if status == ERROR:
+        return "error: " + _short_error(evidence.removeprefix("your code raised "))
+    if status == HANGS:
+        return "hangs: " + evidence.split(":", 1)[0].removeprefix("your code ")
+    if verdicts.unchecked(verdict):
+        return "not checked (an earlier exercise hung)"
+    return "unproven (a deciding check could not run here)"
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    here = space()
+    if not here.exists and not args.impl:
+        if args.json:
+            print_json({"workspace": None, "exercises": [], "next": None,
+                        "message": "no working copy yet: sessionlab start"})
+            return EXIT_OK
+        rows = [("#", "bug", "class", "symptom")]
+        rows += [(str(bug.number), bug.slug, bug.bug_class, bug.symptom) for bug in catalogue.BUGS]
+        print("\n".join(table(rows)))
+        print("\nNo working copy yet. Start the exercises with: sessionlab start")
+        return EXIT_OK
+    spec = args.impl or str(here.path)
+    loaded = load(spec)
+    found = exercises.load(here.root)
+    judged = verdicts.judge_all([exercise.bug for exercise in found], loaded, Progress(), stress_too=False)
+    statuses = list(zip(found, judged))
+    upcoming = next((exercise for exercise, verdict in statuses if not verdict.fixed), None)
+    hints = exercises.HintProgress(here.state / "hints.json")
+    if args.json:
+        listing = {
+            "workspace": str(here.path) if not args.impl else args.impl,
+            "exercises": [{
+                "number": exercise.bug.number, "bug": exercise.bug.slug, "title": exercise.bug.title,
+                "folder": str(exercise.folder.relative_to(here.root)),
+                "status": "unchecked" if verdicts.unchecked(verdict) else LIST_STATUS[verdict.status],
+                "verdict": verdict.status, "evidence": verdict.evidence,
+                "hints_seen": hints.seen(exercise.bug.slug), "hints": len(exercise.hints),
+            } for exercise, verdict in statuses],
+            "next": upcoming.bug.slug if upcoming else None,
+        }
+        if loaded.error is not None:
+            listing["error"] = code_error_json(loaded.error)
+        print_json(listing)
+        return EXIT_OK
+    rows = [("", "#", "exercise", "status")]  # each exercise's folder is exercises/<#>-<exercise>/
+    for exercise, verdict in statuses:
+        rows.append(("->" if exercise is upcoming else "", str(exercise.bug.number), exercise.bug.slug,
+                     _short_state(verdict)))
+    print("\n".join(wrap(f"Exercises, checked against {loaded.name}/ (deterministic checks; `check` adds "
+                         "stress):", output.width())))
+    print()
+    print("\n".join(table(rows)))
+    fixed = sum(1 for _, verdict in statuses if verdict.fixed)
+    print(f"\n{fixed} of {len(statuses)} fixed.")
+    if loaded.error is not None:
+        print("\nYour code did not load, so no exercise could be checked:")
+        print("\n".join(output.indented(loaded.error.text(), "  ")))
+        print(f"Fix that line, then: {follow(args, 'list')}")
+        return EXIT_OK
+    if any(verdict.status == UNPROVEN for verdict in judged) and not race.frontrun_available()[0]:
+        print("\n".join(wrap(f"unproven: {race.frontrun_available()[1]}", output.width())))
+    if upcoming is None:
+        print(f"Every bug is fixed. Compare your fixes with the reference: {follow(args, 'diff', 'BUG')}")
+        return EXIT_OK
+    slug = upcoming.bug.slug
+    print(f"Next: read {upcoming.readme.relative_to(here.root)}, then")
+    first = (f"{follow(args, 'race', slug)}", "see the bad interleaving") if slug in race.scenarios() else (
+        f"{follow(args, 'observe', slug)}", "watch it happen")
+    steps = [first, (follow(args, "check", slug), "is it fixed yet?"),
+             (f"sessionlab hint {slug}", "when you are stuck")]
+    wide = max(len(command) for command, _ in steps)
+    for command, what in steps:
+        print(f"      {command:<{wide}}  {what}")
+    return EXIT_OK
+
+
+# -- check ----------------------------------------------------------------------------------------
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    here = space()
+    if args.impl is None:
+        here.require()
+    spec = args.impl or str(here.path)
+    loaded = load(spec)
+    found = exercises.load(here.root)
+    progress = Progress()
+    if args.all:
+        judged = verdicts.judge_all([exercise.bug for exercise in found], loaded, progress)
+    elif args.bug:
+        judged = [verdicts.judge(catalogue.find(args.bug), loaded, progress)]
+    else:
+        picked = verdicts.current(loaded, found, spec, progress)
+        judged = [picked[1]] if picked else []
+    where = verdicts.place(spec)
+    for verdict in judged:
+        if not verdicts.unchecked(verdict):
+            where.record(verdict.bug.slug, verdict.fixed, current=not args.all)
+    status = worst([verdict.status for verdict in judged])
+    fixed = sum(1 for verdict in judged if verdict.fixed)
+    if args.json:
+        result = {"implementation": loaded.name, "verdicts": [verdicts.as_json(v, loaded) for v in judged],
+                  "status": status, "exit": EXIT_FOR[status]}
+        if args.all:
+            result["summary"] = f"{fixed} of {len(judged)} fixed"
+        if loaded.error is not None:
+            result["error"] = code_error_json(loaded.error)
+        if not judged:
+            result["message"] = f"every exercise is fixed in {loaded.name}, each confirmed by its full check"
+        print_json(result)
+        return EXIT_FOR[status]
+    if not judged:
+        print(f"Every exercise is fixed in {loaded.name} ({len(found)} of {len(found)}), each confirmed by its "
+              "full check.")
+        print(f"Check them all again: {follow(args, 'check', '--all')}")
+        return EXIT_OK
+    for n, verdict in enumerate(judged):
+        if n and loaded.error is not None:  # the same error for every bug: say it once
+            print(f"{verdict.bug.number}. {verdict.bug.slug} in {loaded.name}: {verdict_word(ERROR)} (the same error)")
+            continue
+        print("\n".join(verdicts.render(verdicts.as_json(verdict, loaded), args)))
+        print()
+    if len(judged) > 1 and loaded.error is not None:
+        print()
+    if args.all:
+        print(f"{fixed} of {len(judged)} fixed." + ("" if status == FIXED else f" Overall: {verdict_word(status)}."))
+    elif judged[0].fixed:
+        print(f"Next exercise: {follow(args, 'check')}")
+    return EXIT_FOR[status]
+
+
+# -- hint -----------------------------------------------------------------------------------------
+
+
+def _current_exercise(found: tuple[exercises.Exercise, ...], spec: str | None = None) -> exercises.Exercise:
+    """The exercise check and watch last worked on, else the first one."""
+    remembered = verdicts.place(spec or str(space().path)).current
+    try:
+        return exercises.find(found, remembered) if remembered else found[0]
+    except catalogue.UnknownBug:
+        return found[0]
+
+
+def cmd_hint(args: argparse.Namespace) -> int:
+    here = space()
+    found = exercises.load(here.root)
+    progress = exercises.HintProgress(here.state / "hints.json")
+    columns = output.width()
+    if args.all:
+        chosen = [exercises.find(found, args.bug)] if args.bug else list(found)
+        shown = 0
+        for exercise in chosen:
+            seen = progress.seen_hints(exercise)
+            if not seen and not args.bug:
+                continue
+            print(f"{exercise.bug.number}. {exercise.bug.slug}: {len(seen)} of {len(exercise.hints)} hints seen")
+            for number, text in seen:
+                print("\n".join(wrap(text, columns, "      ", f"  {number}.  ")))
+            print()
+            shown += 1
+        if not shown:
+            print("No hints seen yet. The next hint for the current exercise: sessionlab hint")
+        return EXIT_OK
+    exercise = exercises.find(found, args.bug) if args.bug else _current_exercise(found)
+    already = progress.seen(exercise.bug.slug)
+    number, text = progress.next_hint(exercise)
+    total = len(exercise.hints)
+    which = "" if args.bug else " (the current exercise)"
+    print(f"Hint {number} of {total} for {exercise.bug.slug}{which}:\n")
+    print("\n".join(wrap(text, columns, "  ")))
+    print()
+    if number < total:
+        print(f"Run it again for the next hint ({total - number} left).")
+    else:
+        print(f"That is the last hint. Once it passes, compare: sessionlab diff {exercise.bug.slug}")
+    if already:
+        print(f"Read the hints you have seen again: sessionlab hint {exercise.bug.slug} --all")
+    return EXIT_OK
+
+
+# -- diff and reset ------------------------------------------------------------------------------
+
+
+def _target(args: argparse.Namespace, bug: catalogue.Bug) -> tuple[Path, str]:
+    """The file holding a bug's code: in --impl, or in the working copy; and how to name it."""
+    here = space()
+    if args.impl:
+        path = source_file(args.impl, bug.module)
+        label = args.impl if Path(args.impl).suffix == ".py" else f"{args.impl.rstrip('/')}/{bug.module}"
+        return path, label
+    here.require()
+    return here.path / bug.module, f"{workspace.WORKSPACE}/{bug.module}"
+
+
+def _bug_or_current(args: argparse.Namespace) -> catalogue.Bug:
+    if args.bug:
+        return catalogue.find(args.bug)
+    return _current_exercise(exercises.load(space().root), getattr(args, "impl", None)).bug
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    bug = _bug_or_current(args)
+    mine, label = _target(args, bug)
+    if not mine.exists():
+        raise CommandError(f"{label}: no such file", kind="implementation")
+    reference = space().root / "fixed" / bug.module
+    parts = workspace.diff(bug, mine, reference, label, f"fixed/{bug.module}")
+    print(f"{bug.number}. {bug.slug}: your code against the reference, in {', '.join(bug.functions)}\n")
+    for name, text in parts:
+        print(text if text else f"{name}: identical to the reference.\n")
+    print("The reference's FIX comments say what each change restores. A different fix is fine")
+    print(f"if it passes: {follow(args, 'check', bug.slug)}")
+    return EXIT_OK
+
+
+def _exhibits() -> list[Path]:
+    """The folders reset must never write to: buggy/ and fixed/, where the lab and Python find them."""
+    import importlib.util
+
+    folders = [space().root / "buggy", space().root / "fixed"]
+    for name in ("buggy", "fixed"):
+        try:
+            found = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            found = None
+        if found is not None and found.origin:
+            folders.append(Path(found.origin).parent)
+    return [folder.resolve() for folder in folders]
+
+
+def cmd_reset(args: argparse.Namespace) -> int:
+    here = space()
+    bug = catalogue.find(args.bug)
+    if args.impl and not Path(args.impl).exists():
+        raise CommandError(f"reset --impl takes the path of a folder or .py file, and {args.impl!r} is neither "
+                           "(reset writes to it, so it must be a copy of your own)", kind="implementation")
+    target, label = _target(args, bug)
+    if target.resolve().parent in _exhibits():
+        raise CommandError(f"{label} is in buggy/ or fixed/, which the lab keeps as they are; reset works on "
+                           "a copy (your working copy, or --impl PATH)")
+    saved = workspace.reset(bug, here, target)
+    where = ", ".join(bug.functions)
+    if saved is None:
+        print(f"{label} already has the original {bug.slug} code ({where}): nothing was changed or saved.")
+        return EXIT_OK
+    print(f"Put the original {bug.slug} code back in {label}")
+    print(f"  ({where}); your version was saved as {saved.relative_to(here.root)}")
+    print(f"Check that the bug is back: {follow(args, 'check', bug.slug)}")
+    return EXIT_OK

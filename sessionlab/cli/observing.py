@@ -1,0 +1,269 @@
+"""The commands that show a bug happen: demo, observe, race."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import asdict
+
+from sessionlab import bounded, catalogue, impls, race, stress
+from sessionlab.bounded import Hang
+from sessionlab.catalogue import Bug
+from sessionlab.figure import Figure
+from sessionlab.cli import output
+from sessionlab.cli.common import (EXIT_ERROR, EXIT_HANGS, EXIT_OK, EXIT_STILL_BUGGY, EXIT_UNPROVEN, EXIT_USAGE,
+                                   CommandError, code_error_json, default_spec, follow, load, require, shorten)
+from sessionlab.cli.output import Progress, print_json, table, verdict_word, wrap
+from sessionlab.stress import Observation
+
+# The confidence of the interval observe --rate prints.
+RATE_Z, RATE_CONFIDENCE = 1.96, "95%"
+# observe --rate on buggy keeps the rate for this machine's bounds (stress.calibrate) only from this many
+# rounds: fewer give so wide an interval that the checks would run many times the rounds they need.
+CALIBRATION_RUNS = 50
+
+
+def guarded(what: str, implementation: impls.Implementation, run):
+    """run(), with the learner's exceptions and hangs turned into one-line command errors.
+
+    An exception that never passed through the implementation's own files is the lab's, and
+    goes on up to be reported as an internal error.
+    """
+    try:
+        return run()
+    except Hang as hang:
+        raise CommandError(f"{what}: {hang.summary.split(':', 1)[0]}", EXIT_HANGS, kind="hang",
+                           hang=hang.as_json(), detail=hang.text()) from None
+    except Exception as exc:
+        error = shorten(impls.CodeError.of(exc, implementation.files))
+        if not error.file:  # it passed through none of the implementation's files: the lab's own bug
+            raise
+        raise CommandError(f"{what}: ERROR: your code raised {error}", EXIT_ERROR, kind="code",
+                           code=code_error_json(error), detail=error.text()) from None
+
+
+# One round that has not returned after this long has hung (stress bounds its threads' joins by
+# ROUND_DEADLINE; this also catches a round stuck on its own thread, in its setup).
+ROUND_SECONDS = stress.ROUND_DEADLINE + 5.0
+
+
+def bounded_round(bug: Bug, implementation: impls.Implementation, label: str) -> Figure:
+    """One stress round on implementation, bounded in time; its figure."""
+    scenario = stress.scenario_for(bug.slug)
+    return guarded(label, implementation, lambda: bounded.run_bounded(
+        lambda: scenario.run(implementation.new_manager), seconds=ROUND_SECONDS, label=label,
+        files=implementation.files))
+
+
+def observe_one(bug: Bug, implementation: impls.Implementation, progress: Progress,
+                rounds: int | None = None) -> Observation:
+    """Rounds until one breaks or `rounds` have held (as stress.observe), each bounded in time."""
+    label = f"{bug.slug} on {implementation.name}"
+    limit = stress.scenario_for(bug.slug).max_rounds if rounds is None else rounds
+    shown = progress.rounds(label)
+    try:
+        with stress.fast_switching():
+            for number in range(1, limit + 1):
+                figure = bounded_round(bug, implementation, label)
+                shown(number, limit)
+                if not figure.held:
+                    break
+        return Observation(bug, implementation.name, figure, number, limit)
+    finally:
+        progress.end()
+
+
+def round_rate(bug: Bug, implementation: impls.Implementation, runs: int,
+               progress: Progress) -> tuple[int, Figure | None]:
+    """runs single rounds (as stress.round_rate), each bounded: how many broke, and the first that did."""
+    label = f"{bug.slug} on {implementation.name}, single rounds"
+    shown = progress.rounds(label)
+    broke, example = 0, None
+    try:
+        with stress.fast_switching():
+            for number in range(1, runs + 1):
+                figure = bounded_round(bug, implementation, label)
+                if not figure.held:
+                    broke += 1
+                    example = example or figure
+                shown(number, runs)
+    finally:
+        progress.end()
+    return broke, example
+
+
+def observation_json(observation: Observation) -> dict:
+    return {
+        "bug": observation.bug.slug,
+        "implementation": observation.implementation,
+        "detected": observation.detected,
+        "rounds": observation.rounds,
+        "max_rounds": observation.max_rounds,
+        "figure": asdict(observation.figure),
+        "message": observation.message,
+    }
+
+
+def outcome(observation: Observation) -> str:
+    """A table cell: "998 (round 3)", "held (12 rounds)"; the parenthesis stays on one line."""
+    if observation.detected:
+        return f"{observation.figure.got} (round{output.GLUE}{observation.rounds})"
+    return f"held ({stress.plural(observation.rounds, 'round').replace(' ', output.GLUE)})"
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    mine = require(load(args.impl), args) if args.impl else require(load("buggy"), args)
+    fixed = require(load("fixed"), args)
+    bugs = [bug for bug in catalogue.track(1) if bug.slug in stress.scenarios()]
+    progress = Progress()
+    started = time.perf_counter()
+    results = [(bug, observe_one(bug, mine, progress), observe_one(bug, fixed, progress)) for bug in bugs]
+    elapsed = time.perf_counter() - started
+    # The lab is broken if buggy/ hid a bug or fixed/ showed one; a learner's copy may do either.
+    broken = [o for _, b, f in results for o in ((b, f) if not args.impl else (f,)) if o.detected == (o is f)]
+    if args.json:
+        print_json({
+            "seconds": round(elapsed, 2),
+            "bugs": [{"bug": bug.slug, "buggy": observation_json(b), "fixed": observation_json(f)}
+                     for bug, b, f in results],
+        })
+        return EXIT_STILL_BUGGY if broken else EXIT_OK
+    left = f"{mine.name}/" if not mine.name.endswith("/") else mine.name
+    columns = output.width()
+    print("\n".join(wrap(f"sessionlab demo: every bug's scenario on {left} and on fixed/, real threads, switch "
+                         f"interval {stress.SWITCH_INTERVAL * 1e6:g} microsecond; {left} stops at the first round "
+                         "that breaks.", columns)))
+    print()
+    # On a narrow screen the bug's class (observe shows it) gives way to the figures.
+    wide = columns >= 110
+    rows = [("#", "bug", *(("class",) if wide else ()), "expected", left, "fixed/")]
+    for bug, b, f in results:
+        rows.append((str(bug.number), bug.slug, *((bug.bug_class,) if wide else ()), b.figure.expected,
+                     outcome(b), outcome(f)))
+    print("\n".join(table(rows, columns)))
+    print(f"\nWhat went wrong on {left}:")
+    for bug, b, _ in results:
+        if b.detected:
+            print("\n".join(wrap(b.message, columns, "     ", f"  {bug.number}. ")))
+    print(f"\n{len(results)} bugs observed in {elapsed:.1f} s.")
+    if broken:
+        for observation in broken:
+            print(f"LAB BROKEN: {observation.message}", file=sys.stderr)
+        return EXIT_STILL_BUGGY
+    print(f"Next: pick a bug and watch it alone ({follow(args, 'observe', 'lost-increments')}),")
+    print(f"      see its bad interleaving ({follow(args, 'race', 'lost-increments')}),")
+    print("      then make your copy and start: sessionlab start")
+    return EXIT_OK
+
+
+def cmd_observe(args: argparse.Namespace) -> int:
+    bug = catalogue.find(args.bug)
+    if bug.slug not in stress.scenarios():
+        raise CommandError(f"{bug.slug} has no stress scenario yet")
+    implementations = [require(load(spec), args) for spec in (args.impl or [default_spec(), "fixed"])]
+    progress = Progress()
+    if args.rate:
+        return measure_rate(args, bug, implementations, progress)
+    observations = [observe_one(bug, implementation, progress, args.rounds) for implementation in implementations]
+    if args.json:
+        print_json([observation_json(o) for o in observations])
+        return EXIT_OK
+    columns = output.width()
+    print(f"{bug.number}. {bug.title} ({bug.slug}, {bug.bug_class})")
+    print("\n".join(wrap(f"symptom:  {bug.symptom}", columns, "             ", "   ")))
+    print("\n".join(wrap(f"scenario: {bug.scenario}", columns, "             ", "   ")))
+    print()
+    for observation in observations:
+        word = "BROKE" if observation.detected else "held"
+        print(f"  {observation.implementation}: {verdict_word(word)}")
+        print("\n".join(wrap(observation.message, columns, "    ")))
+        if observation.figure.history:
+            print("\n    The recorded history, checked for linearizability:\n")
+            print("\n".join("      " + line for line in observation.figure.history.splitlines()))
+            print()
+    if race.scenarios().get(bug.slug) is not None:
+        print()
+        print("\n".join(wrap(f"The exact bad interleaving, step by step: {follow(args, 'race', bug.slug)}",
+                             columns)))
+    return EXIT_OK
+
+
+def measure_rate(args: argparse.Namespace, bug: Bug, implementations, progress: Progress) -> int:
+    scenario = stress.scenario_for(bug.slug)
+    results = []
+    for implementation in implementations:
+        broke, example = round_rate(bug, implementation, args.rate, progress)
+        results.append((implementation, broke, example))
+        if implementation.name == "buggy" and broke and args.rate >= CALIBRATION_RUNS:
+            # stress.calibration: the checks' bound counts on the lower end of what this machine showed.
+            stress.calibrate(bug.slug, stress.Rate(broke, args.rate))
+    rows = []
+    for implementation, broke, example in results:
+        low, high = stress.wilson(broke, args.rate, z=RATE_Z)
+        # The assumed rate is buggy/'s: compare it only with code that broke.
+        compared = implementation.name == "buggy" or broke > 0
+        rows.append((implementation, broke, example, low, high, compared,
+                     "within" if low <= scenario.round_rate <= high else
+                     "below" if scenario.round_rate < low else "above"))
+    if args.json:
+        print_json([{
+            "bug": bug.slug, "implementation": implementation.name, "runs": args.rate, "broke": broke,
+            "rate": broke / args.rate, "interval": [round(low, 4), round(high, 4)],
+            "confidence": RATE_CONFIDENCE, "assumed_round_rate": scenario.round_rate,
+            "assumed_rate_is": where if compared else None, "max_rounds": scenario.max_rounds,
+        } for implementation, broke, _, low, high, compared, where in rows])
+        return EXIT_OK
+    columns = output.width()
+    print(f"{bug.slug}: {args.rate} single rounds per implementation")
+    for implementation, broke, example, low, high, compared, where in rows:
+        print(f"  {implementation.name}: broke in {broke} of {args.rate} rounds ({broke / args.rate:.0%}); "
+              f"{RATE_CONFIDENCE} interval {low:.1%} to {high:.1%} (Wilson)")
+        if example is not None:
+            print("\n".join(wrap(f"e.g. {example.summary}", columns, "    ")))
+        if compared:
+            meaning = {
+                "within": "lies within it: the run agrees with the lab's assumption",
+                "below": "lies below it: rounds break here more often than the checks count on",
+                "above": "lies above it: rounds break here less often than the checks count on, "
+                         "so this run does not support the checks' bound on this machine",
+            }[where]
+            text = f"the lab assumes buggy/ breaks at least {scenario.round_rate:.0%} of rounds, which {meaning}"
+            print("\n".join(wrap(text, columns, "    ")))
+        if implementation.name == "buggy" and broke and args.rate >= CALIBRATION_RUNS:
+            print("    kept for this machine: the checks' bound counts on the lower end of the measured rate")
+        elif implementation.name == "buggy":
+            print(f"    not kept for this machine's bounds: that takes at least {CALIBRATION_RUNS} rounds")
+    print("\n".join(wrap(
+        f"The checks run up to {stress.plural(scenario.max_rounds, 'round')}: enough to miss, less than once in "
+        f"a million runs, a bug that breaks at least {scenario.counted_rate:.1%} of rounds. Whether a bug breaks "
+        f"that often here is what the interval above says; more rounds (--rate) narrow it.", columns)))
+    return EXIT_OK
+
+
+def cmd_race(args: argparse.Namespace) -> int:
+    bug = catalogue.find(args.bug)
+    if bug.slug not in race.scenarios():
+        raise CommandError(f"{bug.slug} is not a race ({bug.bug_class}): no interleaving causes it. "
+                           f"Watch it with: {follow(args, 'observe', bug.slug)}")
+    available, why = race.frontrun_available()
+    if not available:
+        raise CommandError(why, EXIT_UNPROVEN, kind="unavailable")
+    reports = []
+    for spec in args.impl or [default_spec()]:
+        implementation = require(load(spec), args)
+        progress = Progress()
+        progress.phase(f"exploring {bug.slug} on {implementation.name}")
+        try:
+            reports.append(guarded(f"{bug.slug} on {implementation.name}", implementation,
+                                   lambda: race.explore(bug.slug, implementation)))
+        finally:
+            progress.end()
+    if args.json:
+        print_json([report.as_json() for report in reports])
+        return EXIT_OK
+    print("\n\n".join(report.text(width=max(80, output.width()), verbose=args.verbose) for report in reports))
+    return EXIT_OK
+
+
+__all__ = ["cmd_demo", "cmd_observe", "cmd_race", "EXIT_USAGE"]

@@ -1,0 +1,120 @@
+"""What the command prints: tables within 80 columns, colour only on a terminal, progress, honest rates."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+from sessionlab import catalogue
+from sessionlab.cli import output
+from sessionlab.cli.output import Progress, table
+from test_cli import lab, needs_frontrun, run  # noqa: F401  (lab is a fixture)
+
+ESCAPE = re.compile(r"\033\[")
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_table_wraps_cells_at_spaces_to_fit_80_columns():
+    rows = [("#", "bug", "class", "symptom")]
+    rows += [(str(bug.number), bug.slug, bug.bug_class, bug.symptom) for bug in catalogue.BUGS]
+    lines = table(rows, columns=80)
+    assert all(len(line) <= 80 for line in lines)
+    words = " ".join(lines).split()
+    for row in rows:
+        for cell in row:
+            for word in cell.split():
+                assert word in words, f"{word!r} was broken across lines"
+    # a cell wraps onto a continuation line, never the next row's
+    assert sum(1 for line in lines if re.match(r"  \d ", line)) == len(catalogue.BUGS)
+
+
+def test_a_word_longer_than_its_column_stays_whole():
+    lines = table([("a", "b"), ("x", "a-very-long-path/that/cannot/break.py and more words here")], columns=40)
+    assert any("a-very-long-path/that/cannot/break.py" in line for line in lines)
+
+
+def test_colour_only_on_a_terminal_and_never_with_no_color(monkeypatch):
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm")
+    assert output.paint("FIXED", "green", Terminal()) == "\033[32mFIXED\033[0m"
+    assert output.paint("FIXED", "green", io.StringIO()) == "FIXED"
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert output.paint("FIXED", "green", Terminal()) == "FIXED"
+
+
+def test_off_a_terminal_a_slow_phase_gets_one_line_and_a_quick_one_none():
+    stream = io.StringIO()
+    progress = Progress(stream, quiet_seconds=0.2)
+    progress.phase("quick work")
+    progress.end()
+    progress.phase("slow work")
+    for n in range(5):
+        progress.show(f"round {n}")
+        time.sleep(0.1)
+    time.sleep(0.2)
+    progress.end()
+    assert stream.getvalue() == "sessionlab: slow work ...\n"
+
+
+def test_on_a_terminal_the_progress_line_erases_itself():
+    stream = Terminal()
+    progress = Progress(stream)
+    shown = progress.rounds("lost-updates on buggy")
+    shown(1, 12)
+    progress.end()
+    text = stream.getvalue()
+    assert "round 1 of at most 12" in text and text.endswith("\r") and "\n" not in text
+
+
+def sessionlab(lab, *argv, env=None):
+    environment = {**os.environ, "SESSIONLAB_ROOT": str(lab), "COLUMNS": "80", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "sessionlab", *argv], cwd=lab, env=environment,
+                          capture_output=True, text=True, timeout=120)
+
+
+@needs_frontrun
+def test_plain_output_fits_80_columns_has_no_colour_and_shows_progress(lab):
+    result = sessionlab(lab, "list")  # no working copy: the catalogue's table
+    assert result.returncode == 0 and all(len(line) <= 80 for line in result.stdout.splitlines())
+    assert sessionlab(lab, "start").returncode == 0
+    result = sessionlab(lab, "list")
+    table_lines = [line for line in result.stdout.splitlines() if re.match(r"\s+(->)?\s+\d  ", line)]
+    assert len(table_lines) == 6 and all(len(line) <= 80 for line in result.stdout.splitlines())
+    result = sessionlab(lab, "observe", "lost-increments", "--impl", "fixed")  # several seconds of rounds
+    assert not ESCAPE.search(result.stdout + result.stderr)
+    assert "sessionlab: lost-increments on fixed ...\n" in result.stderr  # one line for the slow phase
+    assert "\r" not in result.stderr
+    assert all(len(line) <= 80 for line in result.stdout.splitlines())
+
+
+@needs_frontrun
+def test_check_prints_the_interleaving_under_the_check_that_broke(capsys, lab):
+    run(capsys, "start")
+    code, out, _ = run(capsys, "check", "lost-increments")
+    assert code == 1
+    broke = out.index("[FAIL] every interleaving (frontrun)")
+    report = out.index("lost-increments (bug 2, atomicity violation) on workspace", broke)
+    assert report < out.index("[    ] every pair of operations", broke)
+    assert out[report:].count("count = record.access_count + 1") >= 2
+
+
+def test_observe_rate_gives_an_interval_and_says_whether_the_assumed_rate_lies_in_it(capsys, lab):
+    code, out, _ = run(capsys, "observe", "lost-increments", "--impl", "buggy", "--rate", "4")
+    assert code == 0
+    assert re.search(r"buggy: broke in \d of 4 rounds \(\d+%\); 95% interval \d+\.\d% to \d+\.\d% \(Wilson\)", out)
+    assert "the lab assumes buggy/ breaks at least 30% of rounds, which lies" in " ".join(out.split())
+    assert "once in a million" not in out.split("The checks run")[0]  # no miss probability of its own
+    code, out, _ = run(capsys, "observe", "lost-increments", "--impl", "fixed", "--rate", "4", "--json")
+    (result,) = json.loads(out)
+    assert result["broke"] == 0 and result["interval"][0] == 0 and 0 < result["interval"][1] < 1
+    assert result["assumed_rate_is"] is None  # fixed/ never breaks: nothing to compare
+    assert result["confidence"] == "95%"
