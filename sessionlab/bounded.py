@@ -62,11 +62,15 @@ class Wait:
     def describe(self) -> str:
         where = _where(self)
         if not self.waits_for:
-            return f"thread {self.thread} waits at {where}"
+            return f"{self.who} waits at {where}"
         held = " and ".join(f"{h.lock} (taken at {_where(h)})" for h in self.holds)
         if not held:
-            return f"thread {self.thread} waits for {self.waits_for} at {where}"
-        return f"thread {self.thread} holds {held} and waits for {self.waits_for} at {where}"
+            return f"{self.who} waits for {self.waits_for} at {where}"
+        return f"{self.who} holds {held} and waits for {self.waits_for} at {where}"
+
+    @property
+    def who(self) -> str:
+        return self.thread if self.thread.startswith("thread ") else f"thread {self.thread}"
 
 
 def _where(line: Held | Wait) -> str:
@@ -103,7 +107,7 @@ class Hang(Exception):
         head = self.summary.split(":", 1)[0]
         lines = [f"HANGS: {head} ({self.label})" if self.label else f"HANGS: {head}"]
         for wait in self.waits:
-            lines.append(f"  thread {wait.thread}")
+            lines.append(f"  {wait.who}")
             lines.extend(f"    holds {h.lock}, taken at {_where(h)}" for h in wait.holds)
             what = f"for {wait.waits_for} " if wait.waits_for else ""
             lines.append(f"    waits {what}at {_where(wait)}")

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sessionlab import catalogue, race
+from sessionlab.exploration import Inconclusive
 from sessionlab.bounded import Hang, run_bounded
 from sessionlab.bugs import Bug
 from sessionlab.figure import Figure
@@ -174,10 +175,18 @@ def _run_one(check: Check, implementation: Implementation) -> Result:
                              label=f"{slug}: {check.name}", files=implementation.files)
     except Hang as hang:
         return Result(check, HUNG, f"{slug}: {hang}", time.perf_counter() - started, hang.text())
+    except Inconclusive as why:  # the search stalled where real threads did not: undecided
+        return Result(check, SKIPPED, str(why), time.perf_counter() - started)
     except Exception as exc:  # the learner's code raised where no check expects it
         error = CodeError.of(exc, implementation.files)
-        return Result(check, RAISED, f"{slug}: your code raised {error}", time.perf_counter() - started,
-                      error.text())
+        if error.where:
+            return Result(check, RAISED, f"{slug}: your code raised {error}", time.perf_counter() - started,
+                          error.text())
+        # Raised in the lab's own lines: most often on a value the code returned that the
+        # contract does not allow (None for a Session, a str for a count).
+        lab = CodeError.of(exc)
+        return Result(check, RAISED, f"{slug}: the check could not use what your code returned: {lab}",
+                      time.perf_counter() - started, lab.text())
     seconds = time.perf_counter() - started
     outcome = HELD if figure.held else BROKE
     return Result(check, outcome, f"{slug}: {figure.summary}", seconds, figure.history)
@@ -202,7 +211,7 @@ def judge(slug: str, implementation: Implementation, *, stress_too: bool = True,
             progress(check)
         result = _run_one(check, implementation)
         results.append(result)
-        if result.outcome != HELD:
+        if result.outcome not in (HELD, SKIPPED):
             break
     return Verdict(bug, implementation.name, tuple(results))
 

@@ -34,6 +34,10 @@ from sessionlab.report import MAX_EXECUTIONS, Event, Step, build_steps
 _exploring = threading.Lock()
 
 
+class Inconclusive(Exception):
+    """The search could not finish, and what it did run shows neither a failure nor a hang."""
+
+
 class FrontrunUnavailable(RuntimeError):
     """frontrun is not installed, or has no build for this platform."""
 
@@ -153,6 +157,9 @@ class Exploration:
 # does not control; the whole exploration of one scenario may take at most EXPLORE_SECONDS.
 PER_RUN_SECONDS = 2.0
 EXPLORE_SECONDS = 10.0
+# When a systematic run stalls: how many schedules to draw at random, and from which seed.
+SAMPLED_SCHEDULES = 200
+SAMPLE_SEED = 0
 
 
 def explore_workers(
@@ -183,10 +190,11 @@ def explore_workers(
     started = time.perf_counter()
     events: list[Any] = []
 
-    def run() -> Any:
+    def run(**strategy: Any) -> Any:
         if not _exploring.acquire(timeout=seconds):
             raise RuntimeError("another exploration is still running in this process")
         try:
+            events.clear()
             with _capturing_trace(events):
                 patch_locks()  # lets explore() run without the frontrun command-line wrapper
                 try:
@@ -194,25 +202,43 @@ def explore_workers(
                         setup=setup,
                         workers=workers,
                         invariant=invariant,
-                        stop_on_first=True,
-                        preemption_bound=None,
-                        max_executions=MAX_EXECUTIONS,
                         detect_io=False,
                         reproduce_on_failure=replays,
                         trace_packages=patterns,
                         timeout_per_run=PER_RUN_SECONDS,
+                        **strategy,
                     )
                 finally:
                     unpatch_locks()
         finally:
             _exploring.release()
 
+    def bounded(**strategy: Any) -> Any:
+        try:
+            return explore_bounded(lambda: run(**strategy), seconds=seconds, label="the exploration",
+                                   files=implementation.files, names=names, per_run=PER_RUN_SECONDS)
+        except Hang:
+            _recover(unpatch_locks)
+            raise
+
     try:
-        result = explore_bounded(run, seconds=seconds, label="the exploration", files=implementation.files,
-                                 names=names, per_run=PER_RUN_SECONDS)
-    except Hang:
-        _recover(unpatch_locks)
-        raise
+        result = bounded(stop_on_first=True, preemption_bound=None, max_executions=MAX_EXECUTIONS)
+    except Hang as hang:
+        if hang.deadlock:
+            raise
+        # A run stalled with no lock cycle: the code may hang (a wait nobody ends), or the
+        # search may have stalled on a primitive it schedules badly (frontrun 0.7 stalls on
+        # Condition.wait). Schedules drawn at random, from a fixed seed, tell which, and give
+        # the same answer every time.
+        stalled = "; ".join(wait.describe() for wait in hang.waits) or "no thread was found waiting"
+        result = bounded(strategy="random", seed=SAMPLE_SEED, max_attempts=SAMPLED_SCHEDULES)
+        if result.property_holds is None:  # a sampled run never ended either: the code hangs
+            raise Hang(hang.seconds, hang.label, hang.waits) from None
+        if result.property_holds:
+            raise Inconclusive(
+                f"the search could not finish: a run stalled ({stalled}), then {SAMPLED_SCHEDULES} "
+                f"schedules drawn at random held; not every interleaving was run, so nothing is proven"
+            ) from None
     seconds_taken = time.perf_counter() - started
     if result.property_holds is None:
         raise RuntimeError(f"the exploration was inconclusive: {result.inconclusive_reason}")

@@ -102,7 +102,7 @@ def load(spec: str) -> Implementation:
     """Load an implementation from an importable name or a filesystem path."""
     path = Path(spec)
     looks_like_path = any(sep in spec for sep in ("/", "\\")) or spec.endswith(".py") or spec.startswith(".")
-    if looks_like_path or (path.exists() and not _importable(spec)):
+    if looks_like_path or (path.exists() and not _importable_as(spec, path)):
         module = _import_path(path) if path.exists() else _missing(spec)
     else:
         module = _import_name(spec)
@@ -123,11 +123,17 @@ CONTRACT_METHODS = ("create_session", "get_session", "update_session", "incremen
                     "get_stats", "get_active_count", "get_cleanup_queue_size", "close", "__enter__", "__exit__")
 
 
-def _importable(name: str) -> bool:
+def _importable_as(name: str, path: Path) -> bool:
+    """Whether importing name loads the code at path (not, say, a module of the same name elsewhere)."""
     try:
-        return importlib.util.find_spec(name) is not None
+        found = importlib.util.find_spec(name)
     except (ImportError, ValueError):
         return False
+    if found is None or not found.origin:
+        return False
+    origin = Path(found.origin).resolve()
+    here = path.resolve()
+    return origin == here or here in origin.parents
 
 
 def _missing(spec: str) -> ModuleType:

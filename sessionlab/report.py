@@ -203,6 +203,7 @@ class RaceReport:
             "explored": self.explored,
             "complete": self.complete,
             "seconds": round(self.seconds, 3),
+            "scope": self.scope,
             "figure": None if self.figure is None else vars(self.figure),
             "headline": None if self.held else self.headline,
             "why": None if self.held else self.why,

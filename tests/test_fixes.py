@@ -9,25 +9,12 @@ exercise's functions rewritten.
 
 from __future__ import annotations
 
-import shutil
-import textwrap
-from pathlib import Path
-
 import pytest
+from variants import variant
 
-from sessionlab import catalogue, checks, impls, race, workspace
+from sessionlab import catalogue, checks, race
 
-ROOT = Path(__file__).resolve().parent.parent
 AVAILABLE, WHY = race.frontrun_available()
-
-
-def variant(tmp_path: Path, name: str, replacements: dict[str, str]) -> impls.Implementation:
-    """A copy of buggy/ with some functions replaced by new source (written at method indentation)."""
-    folder = tmp_path / name
-    shutil.copytree(ROOT / "buggy", folder, ignore=shutil.ignore_patterns("__pycache__"))
-    workspace.replace_functions(folder / workspace.MODULE, {
-        name: textwrap.indent(textwrap.dedent(source), "    ") for name, source in replacements.items()})
-    return impls.load(str(folder))
 
 
 CORRECT = {

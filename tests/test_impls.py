@@ -43,3 +43,14 @@ def test_a_folder_must_be_a_package(tmp_path):
     (tmp_path / "loose").mkdir()
     with pytest.raises(impls.ImplementationError, match="without __init__.py"):
         impls.load(str(tmp_path / "loose"))
+
+
+@pytest.mark.parametrize("name", ["email", "json", "fixed"])
+def test_a_folder_here_wins_over_a_module_of_the_same_name(tmp_path, monkeypatch, name):
+    # A learner's copy saved as ./email must not load the standard library's email package,
+    # and a copy of buggy/ saved as ./fixed must not load the reference.
+    shutil.copytree(ROOT / "buggy", tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.chdir(tmp_path)
+    loaded = impls.load(name)
+    assert loaded.origin == str(tmp_path / name / "__init__.py"), loaded.origin
+    assert loaded.module.SessionManager.__module__ != "fixed.manager"

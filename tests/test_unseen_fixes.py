@@ -31,6 +31,7 @@ runs, can only confirm.
 from __future__ import annotations
 
 import importlib
+import json
 import shutil
 import sys
 import sysconfig
@@ -41,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from variants import variant
 
 from sessionlab import checks, exploration, impls, race, workspace
 
@@ -52,16 +54,6 @@ pytestmark = pytest.mark.skipif(not AVAILABLE, reason=WHY)
 # A hang is decided within the judge's own bounds (3 s for the contract, a lock cycle at once
 # under exploration); the whole verdict must come well within this.
 HANG_VERDICT_SECONDS = 25.0
-
-
-def variant(tmp_path: Path, name: str, replacements: dict[str, str]) -> impls.Implementation:
-    """A copy of buggy/ with some functions replaced by new source (one or more functions each,
-    written at method indentation)."""
-    folder = tmp_path / name
-    shutil.copytree(ROOT / "buggy", folder, ignore=shutil.ignore_patterns("__pycache__"))
-    workspace.replace_functions(folder / workspace.MODULE, {
-        qualified: textwrap.indent(textwrap.dedent(source), "    ") for qualified, source in replacements.items()})
-    return impls.load(str(folder))
 
 
 def init(*extra: str, lock: str = "threading.Lock()") -> str:
@@ -239,10 +231,7 @@ WRONG.append(Wrong("lost-updates", "a per-session lock created check-then-act", 
                 record.metadata = metadata
                 record.last_accessed = now
     ''',
-}, checks.STILL_BUGGY, ("lost",), judge_gap=(
-    "every lost-updates scenario (the race's and every pair's setup) stores metadata with "
-    "update_session before its threads start, so the per-session lock already exists and the "
-    "first-update race on creating it is never explored; stress misses the narrow window too")))
+}, checks.STILL_BUGGY, ("lost", "nothing has written yet")))
 
 # -- lost-increments -----------------------------------------------------------------------
 
@@ -650,7 +639,10 @@ RIGHT.append(Right("lost-updates", "an optimistic version check under the lock",
     ''',
 }))
 
-RIGHT.append(Right("lost-increments", "a condition variable that lets one increment per session run", {
+# One increment per session at a time, by a condition variable. frontrun 0.7's cooperative
+# Condition stalls the second execution of any wait()/notify pair, so the search cannot finish;
+# real threads do. Not a RIGHT case: the honest verdict is UNPROVEN (see its test below).
+CONDITION_FIX = {
     "SessionManager.__init__": init("# Guards _counting: the sessions whose count is being changed.",
                                     "self._counted = threading.Condition()", "self._counting = set()"),
     "SessionManager.increment_access": '''
@@ -672,9 +664,13 @@ RIGHT.append(Right("lost-increments", "a condition variable that lets one increm
                 self._counting.discard(session_id)
                 self._counted.notify_all()
     ''',
-}, stress=True, judge_gap=(
-    "frontrun 0.7.0's cooperative Condition stalls the second DPOR execution of any wait()/notify "
-    "pair (timeout_per_run), which the judge reports as HANGS")))
+}
+
+WRONG.append(Wrong("lost-increments", "a condition variable that nobody notifies", {
+    **CONDITION_FIX,
+    "SessionManager.increment_access": CONDITION_FIX["SessionManager.increment_access"].replace(
+        "                self._counted.notify_all()\n", ""),
+}, checks.HANGS, ("did not finish", "self._counted.wait()")))
 
 RIGHT.append(Right("lost-increments", "a per-session lock made with setdefault under the manager lock", {
     "SessionManager.__init__": init("# One lock per session, for its count; taken before self._lock, never after.",
@@ -1101,3 +1097,42 @@ def test_with_the_package_fixed_the_search_holds_and_names_it_as_traced(tmp_path
     traced = f"complete over the code of {implementation.name}, {tinycache.name}"
     assert traced in text and traced in report.message, text
     assert "not traced" not in text, text
+
+
+def test_the_command_line_narrows_and_widens_what_is_traced(tmp_path, tinycache, capsys):
+    from sessionlab.cli import main
+
+    tinycache.install(RACY_RELEASE)
+    implementation = cache_manager(tmp_path / "racy", tinycache.name)
+    race_of = ["race", "lost-increments", "--impl", implementation.name, "--json"]
+
+    def explored(*options: str) -> dict:
+        main([*race_of, *options])
+        return json.loads(capsys.readouterr().out)[0]
+
+    assert explored()["held"] is False
+    narrowed = explored("--no-trace-deps")
+    assert narrowed["held"] is True and f"not traced: {tinycache.name}" in narrowed["scope"], narrowed
+    widened = explored("--no-trace-deps", "--trace", tinycache.name[:4] + "*")
+    assert widened["held"] is False, widened
+    assert exploration.TRACING == exploration.Tracing()  # each command's choice ends with it
+
+
+def test_a_result_the_contract_does_not_allow_is_an_error_that_says_so(tmp_path):
+    implementation = variant(tmp_path, "none", {"SessionManager.get_stats": '''
+    def get_stats(self):
+        return None
+    '''})
+    verdict = checks.judge("stats-drift", implementation, stress_too=False)
+    assert verdict.status == checks.ERROR, verdict.evidence
+    assert "could not use what your code returned" in verdict.evidence, verdict.evidence
+    assert "'NoneType' object has no attribute" in verdict.evidence, verdict.evidence
+
+
+def test_a_correct_fix_the_search_cannot_finish_is_unproven_never_fixed(tmp_path):
+    verdict = checks.judge("lost-increments", variant(tmp_path, "condition", CONDITION_FIX), stress_too=False)
+    assert verdict.status == checks.UNPROVEN, verdict.evidence
+    assert "the search could not finish: a run stalled" in verdict.evidence, verdict.evidence
+    assert "self._counted.wait()" in verdict.evidence, verdict.evidence
+    assert "200 schedules drawn at random held" in verdict.evidence, verdict.evidence
+    assert "nothing is proven" in verdict.evidence, verdict.evidence

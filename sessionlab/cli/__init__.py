@@ -23,12 +23,9 @@ __all__ = ["main", "build_parser", "version"]
 
 
 def version() -> str:
-    try:
-        from importlib.metadata import PackageNotFoundError, version as installed
-        return installed("sessionlab")
-    except PackageNotFoundError:
-        import sessionlab
-        return getattr(sessionlab, "__version__", "unknown")
+    import sessionlab
+
+    return sessionlab.__version__
 
 
 class _Parser(argparse.ArgumentParser):
@@ -83,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(run=run)
         return sub
 
+    def tracing_options(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--trace", action="append", default=[], metavar="PATTERN",
+                         help="also trace the packages matching PATTERN (fnmatch, repeatable), e.g. 'cachelib*'")
+        sub.add_argument("--no-trace-deps", action="store_true",
+                         help="trace only the implementation's own files, not the third-party packages it uses")
+
     def json_option(sub: argparse.ArgumentParser, what: str) -> None:
         sub.add_argument("--json", action="store_true", help=f"print {what} as JSON (errors too: {{\"error\": ...}})")
 
@@ -109,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
                              f"else buggy). {IMPL_HELP}")
     racing.add_argument("-v", "--verbose", action="store_true",
                         help="show the lines of helper calls the report folds into one line")
+    tracing_options(racing)
     json_option(racing, "the reports")
 
     start = command("start", "learner:cmd_start", "make your working copy of buggy/ in workspace/ (once)")
@@ -117,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     listing = command("list", "learner:cmd_list", "every exercise, its status in your working copy, and what is next")
     listing.add_argument("--impl", metavar="PATH", help=f"list this implementation's status instead ({IMPL_HELP})")
+    tracing_options(listing)
     json_option(listing, "the status")
 
     check = command("check", "learner:cmd_check",
@@ -127,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "until it is FIXED; then the first not fixed)")
     check.add_argument("--all", action="store_true", help="check every exercise; ends with N of M fixed")
     check.add_argument("--impl", metavar="PATH", help=f"check this instead of your working copy ({IMPL_HELP})")
+    tracing_options(check)
     json_option(check, "the verdicts")
 
     hint = command("hint", "learner:cmd_hint", "the next hint for an exercise")
@@ -150,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--impl", metavar="PATH", help=f"watch this instead of your working copy ({IMPL_HELP})")
     watch.add_argument("--interval", type=_seconds, default=0.5, metavar="SECONDS",
                        help="how often to look for saves (default: 0.5)")
+    tracing_options(watch)
     watch.add_argument("--once", action="store_true", help=argparse.SUPPRESS)
     return parser
 
@@ -194,6 +201,11 @@ def _dispatch(args: argparse.Namespace) -> int:
     from sessionlab.catalogue import UnknownBug
     from sessionlab.workspace import WorkspaceError
 
+    from sessionlab import exploration
+
+    previous = exploration.TRACING
+    if getattr(args, "trace", None) or getattr(args, "no_trace_deps", False):
+        exploration.configure(exploration.Tracing(dependencies=not args.no_trace_deps, extra=tuple(args.trace)))
     try:
         return _command(args.run)(args)
     except UnknownBug as exc:
@@ -207,6 +219,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         raise CommandError(str(exc), kind="workspace") from None
     except exercises.ManifestError as exc:
         raise CommandError(str(exc), kind="manifest") from None
+    finally:
+        exploration.configure(previous)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

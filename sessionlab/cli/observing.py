@@ -9,6 +9,7 @@ from dataclasses import asdict
 
 from sessionlab import bounded, catalogue, impls, race, stress
 from sessionlab.bounded import Hang
+from sessionlab.exploration import Inconclusive
 from sessionlab.catalogue import Bug
 from sessionlab.figure import Figure
 from sessionlab.cli import output
@@ -35,6 +36,8 @@ def guarded(what: str, implementation: impls.Implementation, run):
     except Hang as hang:
         raise CommandError(f"{what}: {hang.summary.split(':', 1)[0]}", EXIT_HANGS, kind="hang",
                            hang=hang.as_json(), detail=hang.text()) from None
+    except Inconclusive as why:
+        raise CommandError(f"{what}: UNPROVEN: {why}", EXIT_UNPROVEN, kind="inconclusive") from None
     except Exception as exc:
         error = shorten(impls.CodeError.of(exc, implementation.files))
         if not error.file:  # it passed through none of the implementation's files: the lab's own bug
