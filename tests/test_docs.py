@@ -45,3 +45,30 @@ def test_quoted_commands_are_accepted(path):
 
 def test_the_documents_quote_commands():
     assert sum(len(quoted_commands(path)) for path in DOCUMENTS) > 50
+
+
+def test_the_round_bounds_the_exercises_quote_are_the_code_s():
+    from sessionlab import stress
+
+    quoted = re.compile(r"of\s+at\s+most\s+(\d+)|held\s+in\s+(\d+)\s+rounds?")
+    checked = 0
+    for bug in catalogue.BUGS:
+        scenario = stress.scenarios().get(bug.slug)
+        readme = ROOT / bug.exercise / "README.md"
+        if scenario is None or not readme.exists():
+            continue
+        bound = stress.rounds_for(scenario.round_rate)
+        for number in ("".join(groups) for groups in quoted.findall(readme.read_text(encoding="utf-8"))):
+            assert int(number) == bound, f"{readme.relative_to(ROOT)} quotes {number} rounds; the bound is {bound}"
+            checked += 1
+    assert checked >= 10
+
+
+def test_the_readme_s_demo_table_quotes_the_code_s_round_bounds():
+    from sessionlab import stress
+
+    rows = re.findall(r"^\s+\d+\s+([a-z-]+)\s.*held \((\d+) rounds?\)$",
+                      (ROOT / "README.md").read_text(encoding="utf-8"), re.MULTILINE)
+    assert len(rows) == len(stress.scenarios()), rows
+    for slug, rounds in rows:
+        assert int(rounds) == stress.rounds_for(stress.scenario_for(slug).round_rate), (slug, rounds)
