@@ -20,6 +20,8 @@ with "hangs" within a short bound instead of waiting on a thread forever.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 
@@ -48,11 +50,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="run every check against this implementation only: buggy, fixed, an importable "
         "module, or a package folder. Without it, pytest runs the lab's self-test.",
     )
+    parser.addoption(
+        "--check-timeout",
+        metavar="SECONDS",
+        type=float,
+        default=None,
+        help=f"with --impl: the bound on each check (default {LEARNER_TIMEOUT:g}); once one has hung, the rest "
+        f"get at most {AFTER_A_HANG_TIMEOUT:g} s, and the run stops after {MAX_HANGS} hung checks",
+    )
 
 
 # In learner mode no test may run longer than this; once one has hung, the rest get the short bound.
 LEARNER_TIMEOUT = 30
 AFTER_A_HANG_TIMEOUT = 5
+# After this many checks have hung, the run stops: the code deadlocks, and every later check
+# that calls the same code would only wait out its own bound.
+MAX_HANGS = 3
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -63,17 +76,33 @@ def pytest_configure(config: pytest.Config) -> None:
     config._sessionlab_detected = []  # type: ignore[attr-defined]
     config._sessionlab_outcomes = {}  # type: ignore[attr-defined]  # bug slug -> [(nodeid, passed, message)]
     config._sessionlab_hung = False  # type: ignore[attr-defined]
+    config._sessionlab_hangs = 0  # type: ignore[attr-defined]
 
 
 def _learner_mode(config: pytest.Config) -> bool:
     return config.getoption("--impl") is not None
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
+    # A wrapper, and the outermost one: pytest-timeout reads an item's bound in its own
+    # wrapper, before any plain hook runs, so the bound must be on the item by then.
     if _learner_mode(item.config) and item.get_closest_marker("timeout") is None:
-        bound = AFTER_A_HANG_TIMEOUT if item.config._sessionlab_hung else LEARNER_TIMEOUT  # type: ignore[attr-defined]
+        bound = item.config.getoption("--check-timeout") or LEARNER_TIMEOUT
+        if item.config._sessionlab_hung:  # type: ignore[attr-defined]
+            bound = min(bound, AFTER_A_HANG_TIMEOUT)
         item.add_marker(pytest.mark.timeout(bound))
+    yield
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In learner mode only the checks run: the tests of the lab itself judge nobody's code."""
+    if not _learner_mode(config):
+        return
+    lab_only = [item for item in items if "impl" not in getattr(item, "fixturenames", ())]
+    if lab_only:
+        config.hook.pytest_deselected(items=lab_only)
+        items[:] = [item for item in items if "impl" in getattr(item, "fixturenames", ())]
 
 
 def bug_of(node: pytest.Item | pytest.Function) -> catalogue.Bug | None:
@@ -128,7 +157,7 @@ def impl(request: pytest.FixtureRequest, _implementations: dict[str, impls.Imple
     return _implementations[spec]
 
 
-def lab_message(excinfo: pytest.ExceptionInfo[BaseException]) -> str:
+def lab_message(excinfo: pytest.ExceptionInfo[BaseException], files: frozenset[str] = frozenset()) -> str:
     """The lab's own message of a failure: an assertion's text without pytest's expansion of it."""
     text = str(excinfo.value).strip()
     if isinstance(excinfo.value, AssertionError):
@@ -137,9 +166,25 @@ def lab_message(excinfo: pytest.ExceptionInfo[BaseException]) -> str:
         text = excinfo.typename
     from sessionlab.bounded import Hang
 
-    if isinstance(excinfo.value, Hang) or excinfo.typename == "Failed" and "Timeout" in text:
+    if isinstance(excinfo.value, Hang):
         text = f"HANGS: {text}"
+    elif excinfo.typename == "Failed" and "Timeout" in text:
+        text = f"HANGS: {text}" + _where_it_waited(excinfo, files)
     return text
+
+
+def _where_it_waited(excinfo: pytest.ExceptionInfo[BaseException], files: frozenset[str]) -> str:
+    """Where the timed-out test was waiting: its innermost line in the code under test."""
+    import linecache
+    import traceback
+
+    found = [(frame.f_code.co_filename, line, frame.f_code.co_name)
+             for frame, line in traceback.walk_tb(excinfo.tb) if frame.f_code.co_filename in files]
+    if not found:
+        return ""
+    filename, line, function = found[-1]
+    source = linecache.getline(filename, line).strip()
+    return f" The test's thread waits at {Path(filename).name}:{line} `{source}` in {function}."
 
 
 @pytest.hookimpl(wrapper=True)
@@ -155,9 +200,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
     if _learner_mode(config) and (report.when == "call" or report.failed):
         message = ""
         if call.excinfo is not None and report.failed:
-            message = lab_message(call.excinfo)
+            implementation = getattr(item, "callspec", None) and item.funcargs.get("impl")
+            message = lab_message(call.excinfo, getattr(implementation, "files", frozenset()))
             if message.startswith("HANGS") or "Timeout" in message:
                 config._sessionlab_hung = True  # type: ignore[attr-defined]
+                config._sessionlab_hangs += 1  # type: ignore[attr-defined]
+                if config._sessionlab_hangs >= MAX_HANGS:  # type: ignore[attr-defined]
+                    item.session.shouldstop = (
+                        f"{MAX_HANGS} checks hung: the code under test deadlocks or never returns "
+                        f"(see where each waits above); the checks after them were not run")
             if config.getoption("tbstyle") in ("auto", "short"):
                 report.longrepr = message  # the figure is the deliverable, not pytest's expansion
         if bug is not None:
