@@ -37,15 +37,15 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from sessionlab.history import (  # noqa: F401  (re-exported: recording is part of this API)
-    CONTRACT_ERRORS,
     RECORDED_OPERATIONS,
     HistoryRecorder,
     Operation,
     RecordingManager,
-    _describe_session,
     _describe_state,
 )
 from sessionlab.model import ContractViolation, Outcome, SessionState, step
+from sessionlab.violation import earlier_places, model_args, observed, should, what_went_wrong, why_not
+from sessionlab.figure import plural
 
 # explain() lists at most this many calls of the consistent order, and wraps prose at this width.
 SHOWN_PREFIX = 12
@@ -89,8 +89,8 @@ class Verdict:
         """A readable account of the verdict, for a learner."""
         if self.ok:
             return (
-                f"Linearizable: the {_plural(self.operations, 'call')} on "
-                f"{_plural(self.sessions, 'session')} can be put in one order that the "
+                f"Linearizable: the {plural(self.operations, 'call')} on "
+                f"{plural(self.sessions, 'session')} can be put in one order that the "
                 f"sequential model explains."
             )
         op = self.operation
@@ -105,11 +105,11 @@ class Verdict:
             textwrap.fill(self.reason, WIDTH),
             "",
             f"Longest consistent order found ({len(self.prefix)} of "
-            f"{self.session_operations} calls on this session, {_plural(threads, 'thread')}):",
+            f"{self.session_operations} calls on this session, {plural(threads, 'thread')}):",
         ]
         shown = self.prefix[-SHOWN_PREFIX:]
         if len(shown) < len(self.prefix):
-            lines.append(f"  ... {_plural(len(self.prefix) - len(shown), 'earlier call')}")
+            lines.append(f"  ... {plural(len(self.prefix) - len(shown), 'earlier call')}")
         first = len(self.prefix) - len(shown) + 1
         for number, earlier in enumerate(shown, first):
             lines.append(f"  {number:3d}. {self._line(earlier)}")
@@ -123,9 +123,9 @@ class Verdict:
             span = f"call {first}" if first == len(self.prefix) else f"calls {first} to {len(self.prefix)}"
             lines.append(f"It overlaps {span} of that order; placed earlier, it should have done this:")
             for index, expected in self.earlier:
-                fits = _fits(op, _seen(op), expected)
+                fits = _fits(op, observed(op), expected)
                 lines.append(
-                    f"  before call {index + 1}: {_should(op, expected)}"
+                    f"  before call {index + 1}: {should(op, expected)}"
                     + (": it did, but then the calls after it cannot all be ordered" if fits else "")
                 )
         if self.candidates:
@@ -139,7 +139,7 @@ class Verdict:
         if others:
             lines.append("")
             lines.append(
-                f"The calls on {_plural(len(others), 'other session')} cannot be linearized either: "
+                f"The calls on {plural(len(others), 'other session')} cannot be linearized either: "
                 + ", ".join(map(repr, others))
             )
         return "\n".join(lines)
@@ -179,10 +179,10 @@ def check(
     if not failures:
         return Verdict(True, len(history), len(parts), start_ns=start, final_states=final_states)
     key, part, (prefix, state, blocked) = failures[0]
-    expected, reason = _what_went_wrong(blocked, prefix, state, part)
+    expected, reason = what_went_wrong(blocked, prefix, state, part)
     ordered = {id(op) for op in prefix}
     candidates = tuple(
-        (other, _why_not(other, state))
+        (other, why_not(other, state))
         for other in part
         if other is not blocked and id(other) not in ordered and other.invoked_ns <= blocked.returned_ns
     )
@@ -197,7 +197,7 @@ def check(
         expected=expected,
         reason=reason,
         candidates=candidates,
-        earlier=_earlier_places(blocked, prefix, initial.get(key)),
+        earlier=earlier_places(blocked, prefix, initial.get(key)),
         session_operations=len(part),
         failed_sessions=tuple(k for k, _, _ in failures),
         start_ns=start,
@@ -227,21 +227,6 @@ class _Entry:
         self.match: _Entry | None = None  # on an invocation: its return (None for a pending call)
         self.prev: _Entry | None = None
         self.next: _Entry | None = None
-
-
-def _model_args(op: Operation) -> tuple:
-    if op.name == "create_session":
-        return (op.result, *op.args)
-    return op.args
-
-
-def _seen(op: Operation) -> Any:
-    if op.name == "get_session" and op.error is None:
-        try:
-            return SessionState.of(op.result)
-        except (AttributeError, TypeError):
-            return op.result  # not a Session: matches nothing the model returns
-    return op.result
 
 
 def _run(state: SessionState | None, entry: _Entry) -> tuple[SessionState | None, Outcome | None]:
@@ -276,8 +261,8 @@ def _check_session(part: list[Operation], initial: SessionState | None) -> _Foun
     events = []
     for bit, op in enumerate(part):
         call = _Entry(op, True, 1 << bit)
-        call.args = _model_args(op)
-        call.seen = _seen(op)
+        call.args = model_args(op)
+        call.seen = observed(op)
         events.append((op.invoked_ns, 0, bit, call))
         if not op.pending:
             call.match = _Entry(op)
@@ -349,175 +334,6 @@ def _unlift(call: _Entry) -> None:
     call.prev.next = call
     if call.next is not None:
         call.next.prev = call
-
-
-# -- Explaining ----------------------------------------------------------------------
-
-
-def _what_went_wrong(
-    op: Operation, prefix: list[Operation], state: SessionState | None, part: list[Operation]
-) -> tuple[Outcome | None, str]:
-    """What op should have done after prefix, and one or two sentences saying so."""
-    after = (
-        f"after the {_plural(len(prefix), 'call')} that can be ordered before it"
-        if prefix else "at the start of the history"
-    )
-    what = f"{op.call()} by {op.thread}"
-    expected = _expect(state, op)
-    if expected is None:
-        owner = _last(prefix, "create_session")
-        by = f" (created by {owner.call()} by {owner.thread})" if owner else ""
-        twin = _twin(op, part, lambda other: other.result == op.result)
-        return None, (
-            f"{what} returned the id {op.result!r}, but {after} session {op.result!r} is live"
-            f"{by}, so a correct manager could not hand it out again."
-            + (f" {_twin_sentence(twin, 'was handed the same id')}: two logins share one session."
-               if twin else "")
-        )
-
-    if expected.error is not None:
-        where = _describe_absence(prefix)
-        if op.error is None:
-            sentence = f"{what} {op.outcome()}, but {after} {where}, so it should raise {expected.error}."
-            if op.name == "delete_session":
-                twin = _twin(op, part, lambda other: other.error is None)
-                if twin:
-                    sentence += f" {_twin_sentence(twin, 'also succeeded')}: the session was logged out twice."
-            elif op.name == "get_session":
-                deleted = _last(prefix, "delete_session")
-                if deleted is not None and deleted.returned_ns < op.invoked_ns:
-                    sentence += " It began after that logout had returned, yet it was handed the session's data."
-            return expected, sentence
-        return expected, f"{what} raised {op.error}, but {after} {where}, so it should raise {expected.error}."
-
-    if op.error is not None:
-        return expected, (
-            f"{what} raised {op.error}, but {after} session {op.session_id!r} is live, so it should "
-            f"{_describe_outcome(op.name, expected)}."
-        )
-    if op.name == "increment_access":
-        sentence = (
-            f"{what} returned {op.result!r}, but {after} the count is {state.access_count}, "
-            f"so it should return {expected.value}."
-        )
-        twin = _twin(op, part, lambda other: other.result == op.result and other.error is None)
-        if twin:
-            sentence += f" {_twin_sentence(twin, f'also returned {op.result!r}')}: one increment was lost."
-        return expected, sentence
-    if op.name == "get_session":
-        seen = _seen(op)
-        differences = _differences(seen, expected.value, prefix)
-        return expected, (
-            f"{what} returned {_describe_session(op.result)}, but {after} the session holds "
-            f"{_describe_state(expected.value, op.session_id)}: {differences}."
-        )
-    return expected, f"{what} {op.outcome()}, but {after} it should {_describe_outcome(op.name, expected)}."
-
-
-def _earlier_places(
-    op: Operation, prefix: list[Operation], state: SessionState | None
-) -> tuple[tuple[int, Outcome | None], ...]:
-    """What op should do at each earlier place in prefix (run from state) that real time allows."""
-    first = 0
-    for index, earlier in enumerate(prefix):
-        if not earlier.pending and earlier.returned_ns < op.invoked_ns:
-            first = index + 1
-    places = []
-    for index, earlier in enumerate(prefix):
-        if index >= first:
-            places.append((index, _expect(state, op)))
-        state, _ = step(state, earlier.name, _model_args(earlier))
-    return tuple(places)
-
-
-def _expect(state: SessionState | None, op: Operation) -> Outcome | None:
-    """What op should do in state; None if no correct manager could have made it."""
-    try:
-        return step(state, op.name, _model_args(op))[1]
-    except ContractViolation:
-        return None
-
-
-def _should(op: Operation, expected: Outcome | None) -> str:
-    if expected is None:
-        return f"it could not return {op.result!r}: that id belongs to a live session"
-    return f"it should {_describe_outcome(op.name, expected)}"
-
-
-def _why_not(op: Operation, state: SessionState | None) -> str:
-    """Why op cannot come next in state."""
-    expected = _expect(state, op)
-    if expected is None:
-        return f"its id {op.result!r} belongs to a live session"
-    return f"it {op.outcome()}; there it should {_describe_outcome(op.name, expected)}"
-
-
-def _differences(seen: Any, expected: SessionState, prefix: list[Operation]) -> str:
-    if not isinstance(seen, SessionState):
-        return f"it returned {seen!r}, not a Session"
-    found = []
-    for name in ("user_id", "username", "is_authenticated", "access_count"):
-        if getattr(seen, name) != getattr(expected, name):
-            found.append(f"{name} is {getattr(seen, name)!r} instead of {getattr(expected, name)!r}")
-    got, want = dict(seen.metadata), dict(expected.metadata)
-    for key, value in want.items():
-        if key not in got:
-            setter = _last_update(prefix, key)
-            by = f" (set by {setter.call()} by {setter.thread})" if setter else ""
-            found.append(f"key {key!r} is missing{by}")
-        elif got[key] != value:
-            found.append(f"key {key!r} is {got[key]!r} instead of {value!r}")
-    for key in got.keys() - want.keys():
-        found.append(f"key {key!r} should not be there")
-    return "; ".join(found)
-
-
-def _describe_outcome(name: str, expected: Outcome) -> str:
-    if expected.error is not None:
-        return f"raise {expected.error}"
-    if name == "get_session":
-        return f"return a session holding {_describe_state(expected.value, None)}"
-    if expected.value is None:
-        return "succeed"
-    return f"return {expected.value!r}"
-
-
-def _describe_absence(prefix: list[Operation]) -> str:
-    deleted = _last(prefix, "delete_session")
-    if deleted is not None:
-        return (
-            f"session {deleted.session_id!r} has been logged out "
-            f"(by {deleted.call()} by {deleted.thread})"
-        )
-    return "no live session has this id"
-
-
-def _last(prefix: list[Operation], name: str) -> Operation | None:
-    return next((op for op in reversed(prefix) if op.name == name), None)
-
-
-def _last_update(prefix: list[Operation], key: str) -> Operation | None:
-    return next(
-        (op for op in reversed(prefix)
-         if op.name == "update_session" and len(op.args) > 1 and op.args[1] == key and op.error is None),
-        None,
-    )
-
-
-def _twin(op: Operation, part: list[Operation], alike) -> Operation | None:
-    """Another call of the same kind on the same session that got the same answer."""
-    return next(
-        (other for other in part if other is not op and other.name == op.name and alike(other)),
-        None,
-    )
-
-
-def _twin_sentence(twin: Operation, did: str) -> str:
-    return f"{twin.call()} by {twin.thread} {did}"
-
-
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def _micros(nanoseconds: int) -> str:

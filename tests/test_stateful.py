@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
+from hypothesis.errors import FlakyFailure
 from hypothesis import assume, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, multiple, rule, run_state_machine_as_test
@@ -351,7 +352,17 @@ def machine_for(slug: str, implementation) -> type[RuleBasedStateMachine]:
 
 
 def run_machine(slug: str, impl) -> None:
-    run_state_machine_as_test(lambda: machine_for(slug, impl)(), settings=settings())
+    try:
+        run_state_machine_as_test(lambda: machine_for(slug, impl)(), settings=settings())
+    except FlakyFailure as flaky:
+        # A burst found a bad interleaving, and Hypothesis's replay of the same steps did not
+        # find it again: frontrun's search of a burst does not reach the same interleavings
+        # every time (measured: 1 search in 60 of buggy's double logout held). The failure
+        # found stands.
+        found = next((exc for exc in flaky.exceptions if isinstance(exc, AssertionError)), None)
+        if found is None:
+            raise
+        raise found from None
 
 
 # Bursts run under frontrun; without it only the machines that need no burst run.
