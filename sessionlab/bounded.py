@@ -31,6 +31,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any, TypeVar
 
+from sessionlab.untraced import untraced
+
 T = TypeVar("T")
 Files = Iterable[str | os.PathLike[str]] | None
 Raw = tuple[str, int, str]  # file, line number, function
@@ -120,19 +122,6 @@ class Hang(Exception):
 
 # -- Stacks ---------------------------------------------------------------------------
 
-# frontrun traces every function outside the standard library and site-packages,
-# sessionlab's too. The Witness hooks run inside frontrun's lock operations, where
-# a traced line would be a scheduling point and a shared access of its own, so the
-# code they run carries a file name frontrun skips (it never traces "<frozen ...>").
-def _untraced(function: Callable[..., T]) -> Callable[..., T]:
-    def rename(code: types.CodeType) -> types.CodeType:
-        consts = tuple(rename(c) if isinstance(c, types.CodeType) else c for c in code.co_consts)
-        return code.replace(co_filename="<frozen sessionlab.bounded>", co_consts=consts)
-
-    function.__code__ = rename(function.__code__)
-    return function
-
-
 _LIBRARY = tuple(sorted({os.path.realpath(p) + os.sep for p in [
     *(sysconfig.get_paths()[key] for key in ("stdlib", "platstdlib", "purelib", "platlib")),
     *(p for p in sys.path if p.endswith(("site-packages", "dist-packages"))),
@@ -140,7 +129,7 @@ _LIBRARY = tuple(sorted({os.path.realpath(p) + os.sep for p in [
 ]}))
 
 
-@_untraced
+@untraced
 def _matcher(files: Files) -> Callable[[str], bool]:
     """Whether a code file is the learner's: one of files (or under one of them, for a
     folder); with files None, any file outside the standard library, site-packages and sessionlab."""
@@ -163,7 +152,7 @@ def _matcher(files: Files) -> Callable[[str], bool]:
     return mine
 
 
-@_untraced
+@untraced
 def _innermost(frame: types.FrameType | None, mine: Callable[[str], bool]) -> Raw | None:
     while frame is not None:
         if mine(frame.f_code.co_filename):
@@ -376,7 +365,7 @@ class Witness:
         while self._undo:
             self._undo.pop()()
 
-    @_untraced
+    @untraced
     def _install(self) -> None:
         from frontrun._cooperative import get_context
         from frontrun._deadlock import WaitForGraph, format_cycle

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import threading
 import time
-import types
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any
 
 from sessionlab.api import Session
 from sessionlab.model import SessionState
+from sessionlab.untraced import untraced
 
 RECORDED_OPERATIONS = (
     "create_session",
@@ -107,7 +107,7 @@ class RecordingManager:
     """A session manager that records the per-session calls it forwards to another one.
 
     Under deterministic exploration only the manager's own code is traced: the
-    recording itself is no shared state to interleave (see ``_untraced``).
+    recording itself is no shared state to interleave (see ``sessionlab.untraced``).
     """
 
     def __init__(self, manager: Any, recorder: HistoryRecorder):
@@ -175,17 +175,5 @@ def _describe_session(session: Any) -> str:
         return repr(session)
 
 
-def _untraced(cls: type) -> type:
-    """Give a class's methods a file name that frontrun never traces ("<frozen ...>").
-
-    The recorder's list and clock reads would otherwise be shared accesses of their
-    own, multiplying the interleavings to explore without changing any outcome.
-    """
-    for name, function in list(vars(cls).items()):
-        if isinstance(function, types.FunctionType):
-            function.__code__ = function.__code__.replace(co_filename="<frozen sessionlab.history>")
-    return cls
-
-
-_untraced(RecordingManager)
-_untraced(HistoryRecorder)
+untraced(RecordingManager)
+untraced(HistoryRecorder)
