@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from sessionlab.bounded import Hang, explore_bounded
+from sessionlab.bounded import Hang
 from sessionlab.capture import capturing_trace
 from sessionlab.impls import Implementation
 from sessionlab.report import MAX_EXECUTIONS, Step, build_steps
+from sessionlab.witness import explore_bounded
 
 # Only one exploration may run at a time in a process: the scheduler patches
 # process-wide locks while it runs.

@@ -19,17 +19,8 @@ import time
 
 import pytest
 
-from sessionlab.bounded import (
-    Hang,
-    Held,
-    Wait,
-    Witness,
-    abandon,
-    describe_deadlock,
-    explore_bounded,
-    join_all,
-    run_bounded,
-)
+from sessionlab.bounded import Hang, Held, Wait, abandon, join_all, run_bounded
+from sessionlab.witness import Witness, describe_deadlock, explore_bounded
 
 HERE = os.path.realpath(__file__)
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -365,7 +356,8 @@ def test_an_exploration_stuck_outside_the_workers_is_bounded_as_a_whole(tmp_path
         sys.path.insert(0, {str(tmp_path)!r})
         import frontrun, stuckdemo
         from frontrun._cooperative import patch_locks, unpatch_locks
-        from sessionlab.bounded import Hang, explore_bounded
+        from sessionlab.bounded import Hang
+        from sessionlab.witness import explore_bounded
 
         def setup():
             manager = stuckdemo.Reentered()
