@@ -165,7 +165,7 @@ def test_check_stays_on_the_current_exercise_until_it_is_fixed(capsys, lab):
     code, out, _ = run(capsys, "check", "--json")  # the exercise last checked, though 1 comes first
     assert json.loads(out)["verdicts"][0]["bug"] == "lost-increments"
     apply_reference_fix(lab, "lost-increments")
-    code, out, _ = run(capsys, "check")
+    code, out, _ = run(capsys, "check", "--no-stress")  # stress only confirms: FIXED without it
     assert code == 0 and "2. lost-increments in workspace: FIXED" in out and "Next exercise: sessionlab check" in out
     code, out, _ = run(capsys, "check", "--json")  # on to the first exercise not fixed
     assert code == 1 and json.loads(out)["verdicts"][0]["bug"] == "lost-updates"
@@ -192,10 +192,10 @@ def test_watch_announces_fixed_moves_on_and_sums_up(capsys, lab):
     slugs = ["lost-updates", "lost-increments", "cleanup-leak", "stats-drift", "id-collision"]
     (lab / ".sessionlab" / "place.json").write_text(json.dumps(
         {"workspace": {"current": "id-collision", "fixed": slugs}}))
-    code, out, _ = run(capsys, "watch", "--once")
+    code, out, _ = run(capsys, "watch", "--once", "--no-stress")
     assert code == 0, out
     assert "6. shared-snapshot in workspace: FIXED" in out
-    assert "*** FIXED: 6. shared-snapshot: held in" in out
+    assert "*** FIXED: 6. shared-snapshot: " in out and "all held" in out
     assert "All 6 exercises are fixed" in out and "Fixed while watching: shared-snapshot." in out
 
 

@@ -311,10 +311,11 @@ def test_every_exercise_has_one_correct_and_two_wrong_variants():
 @pytest.mark.skipif(not AVAILABLE, reason=WHY)
 @pytest.mark.parametrize("slug", list(CORRECT))
 def test_a_correct_fix_unlike_the_reference_is_accepted(tmp_path, slug):
-    verdict = checks.judge(slug, variant(tmp_path, "alternative", CORRECT[slug]))
+    # Stress only confirms, and tests/test_unseen_fixes.py runs it on a correct fix of every bug.
+    verdict = checks.judge(slug, variant(tmp_path, "alternative", CORRECT[slug]), stress_too=False)
     assert verdict.fixed, f"{slug}: a correct alternative fix was rejected: {verdict.evidence}"
-    assert [result.check.kind for result in verdict.results] == [check.kind for check in
-                                                                checks.checks_for(verdict.bug)]
+    assert [result.check.name for result in verdict.results] == [
+        check.name for check in checks.checks_for(verdict.bug) if check.kind == checks.DETERMINISTIC]
 
 
 @pytest.mark.skipif(not AVAILABLE, reason=WHY)

@@ -44,7 +44,7 @@ def learner_pytest(cwd: Path, *args: str, seconds: float = 120) -> tuple[int, st
 def test_code_that_deadlocks_ends_the_run_by_itself_saying_where_it_waits(tmp_path):
     copy = variant(tmp_path, "mine", DEADLOCKS)
     status, out = learner_pytest(tmp_path, str(ROOT / "tests"), "--impl", str(Path(copy.origin).parent),
-                                 "--check-timeout", "2")
+                                 "--check-timeout", "1")
     assert status != 0, out
     assert out.count("HANGS: Timeout") == 3, out
     assert "waits at manager.py" in out and "`with self._lock:` in update_session" in out, out

@@ -132,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "until it is FIXED; then the first not fixed)")
     check.add_argument("--all", action="store_true", help="check every exercise; ends with N of M fixed")
     check.add_argument("--impl", metavar="PATH", help=f"check this instead of your working copy ({IMPL_HELP})")
+    check.add_argument("--no-stress", action="store_true",
+                       help="skip the stress check: only the checks that decide run (stress can only confirm)")
     tracing_options(check)
     json_option(check, "the verdicts")
 
@@ -157,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--interval", type=_seconds, default=0.5, metavar="SECONDS",
                        help="how often to look for saves (default: 0.5)")
     tracing_options(watch)
+    watch.add_argument("--no-stress", action="store_true", help="check without the stress check, as check --no-stress")
     watch.add_argument("--once", action="store_true", help=argparse.SUPPRESS)
     return parser
 

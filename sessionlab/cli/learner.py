@@ -144,12 +144,13 @@ def cmd_check(args: argparse.Namespace) -> int:
     loaded = load(spec)
     found = exercises.load(here.root)
     progress = Progress()
+    stress_too = not args.no_stress
     if args.all:
-        judged = verdicts.judge_all([exercise.bug for exercise in found], loaded, progress)
+        judged = verdicts.judge_all([exercise.bug for exercise in found], loaded, progress, stress_too=stress_too)
     elif args.bug:
-        judged = [verdicts.judge(catalogue.find(args.bug), loaded, progress)]
+        judged = [verdicts.judge(catalogue.find(args.bug), loaded, progress, stress_too=stress_too)]
     else:
-        picked = verdicts.current(loaded, found, spec, progress)
+        picked = verdicts.current(loaded, found, spec, progress, stress_too=stress_too)
         judged = [picked[1]] if picked else []
     where = verdicts.place(spec)
     for verdict in judged:

@@ -66,7 +66,7 @@ def judge_all(bugs: Sequence[Bug], loaded: Loaded, progress: Progress, *, stress
 
 
 def current(loaded: Loaded, found: Sequence[exercises.Exercise], spec: str,
-            progress: Progress) -> tuple[exercises.Exercise, Verdict] | None:
+            progress: Progress, *, stress_too: bool = True) -> tuple[exercises.Exercise, Verdict] | None:
     """The exercise to check, with its full verdict; None when every exercise is fixed.
 
     The current one is the exercise last checked, until a full check finds it
@@ -78,19 +78,19 @@ def current(loaded: Loaded, found: Sequence[exercises.Exercise], spec: str,
     remembered = where.current
     if remembered in by_slug and remembered not in where.confirmed:
         exercise = by_slug[remembered]
-        return exercise, judge(exercise.bug, loaded, progress)
+        return exercise, judge(exercise.bug, loaded, progress, stress_too=stress_too)
     if loaded.implementation is None:
         exercise = found[0]
-        return exercise, judge(exercise.bug, loaded, progress)
+        return exercise, judge(exercise.bug, loaded, progress, stress_too=stress_too)
     for exercise in found:
         quick = judge(exercise.bug, loaded, progress, stress_too=False)
         if quick.status in (STILL_BUGGY, ERROR, HANGS):
             return exercise, quick  # stress, which comes last, would not run after a failure
         if quick.status != FIXED:
-            return exercise, judge(exercise.bug, loaded, progress)
+            return exercise, judge(exercise.bug, loaded, progress, stress_too=stress_too)
     for exercise in found:
         if exercise.bug.slug not in where.confirmed:
-            return exercise, judge(exercise.bug, loaded, progress)
+            return exercise, judge(exercise.bug, loaded, progress, stress_too=stress_too)
     return None
 
 

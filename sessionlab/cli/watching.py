@@ -29,6 +29,7 @@ def run_check(bug: str | None, args: argparse.Namespace) -> tuple[int, dict]:
         command += ["--impl", args.impl]
     command += [option for pattern in args.trace for option in ("--trace", pattern)] if getattr(args, "trace", None) else []
     command += ["--no-trace-deps"] if getattr(args, "no_trace_deps", False) else []
+    command += ["--no-stress"] if getattr(args, "no_stress", False) else []
     # The child has a session of its own, so Ctrl-C reaches only this process, which ends the child.
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, start_new_session=True,
                              env={**os.environ, "SESSIONLAB_CHILD": "1"})
