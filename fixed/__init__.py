@@ -2,5 +2,6 @@
 """
 
 from .manager import SessionManager
+from .persistent import PersistentSessionManager
 
-__all__ = ["SessionManager"]
+__all__ = ["PersistentSessionManager", "SessionManager"]

@@ -35,14 +35,17 @@ __all__ = [
     "MAX_SESSION_ID_LENGTH",
     "MAX_VALUE_LENGTH",
     "HealthStatus",
+    "IllegalTransition",
     "InvalidInput",
     "MetadataValue",
+    "Progress",
     "Session",
     "SessionError",
     "SessionExpired",
     "SessionManager",
     "SessionNotFound",
     "Stats",
+    "StoreError",
     "check_key",
     "check_metadata_size",
     "check_name",
@@ -102,6 +105,14 @@ class SessionExpired(SessionError):
     """The session existed but its time to live has passed."""
 
 
+class IllegalTransition(SessionError, ValueError):
+    """A status change the session lifecycle does not allow (completed back to pending...)."""
+
+
+class StoreError(SessionError):
+    """The session store cannot be used: not a database, corrupt, read-only, missing, too new."""
+
+
 # -- Values a manager returns ----------------------------------------------
 
 
@@ -131,6 +142,16 @@ class Session:
         # The generated hash would fail: a mapping (MappingProxyType) is not hashable.
         return hash((self.session_id, self.user_id, self.username, self.is_authenticated, self.access_count,
                      frozenset(self.metadata.items()), self.created_at, self.last_accessed))
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far a session's work has come (persistent track)."""
+
+    total: int  # files to process, once known
+    processed: int
+    current_file: str | None
+    failed_files: tuple[str, ...]
 
 
 @dataclass(frozen=True)

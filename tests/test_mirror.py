@@ -62,3 +62,20 @@ def test_the_catalogue_functions_exist_in_both_packages():
         for bug in catalogue.BUGS:
             for name in bug.functions:
                 assert name in defined, f"{side}/manager.py has no {name} (catalogue: {bug.slug})"
+
+
+def test_the_persistent_diff_touches_only_the_functions_that_carry_a_fix():
+    before, after = ROOT / "buggy" / "persistent.py", ROOT / "fixed" / "persistent.py"
+    places = {"buggy": workspace.functions(before), "fixed": workspace.functions(after)}
+    text = after.read_text()
+    fixed_functions = {owner(places["fixed"], number) for number, line in enumerate(text.splitlines(), 1)
+                       if FIX.search(line)}
+    assert len(fixed_functions) == 5, fixed_functions  # one per bug of the persistent track
+    old, new = before.read_text().splitlines(), text.splitlines()
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=old, b=new, autojunk=False).get_opcodes():
+        if tag == "equal":
+            continue
+        changed = [("buggy", n + 1, old[n]) for n in range(i1, i2)] + [("fixed", n + 1, new[n]) for n in range(j1, j2)]
+        for side, number, line in changed:
+            assert owner(places[side], number) in fixed_functions, \
+                f"{side}/persistent.py:{number} changes outside a fixed function: {line!r}"

@@ -1,0 +1,482 @@
+"""Sessions kept in SQLite, shared by the threads of a process and by processes.
+
+Any number of processes may open the same file; each opens one connection, used
+by one thread at a time. A write-through cache of session snapshots sits in
+front of the database. Its guarantee: get_session never returns a value older
+than the database's. Writes by this manager go to the database and then to the
+cache inside one critical section; writes by other processes are noticed through
+``PRAGMA data_version``, which changes when another connection commits, and
+empty the cache before it is read.
+
+A session's status moves along its lifecycle only: pending, in_progress, then
+completed or failed; a pending or in-progress session whose last update is older
+than the time to live is expired by the sweeper, a background thread that runs
+every sweep_interval seconds (expire_sessions runs it on demand). Every write
+refreshes the last-update time; reads do not. delete_session marks the row
+deleted; the sweeper purges deleted rows later.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import sqlite3
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import MappingProxyType
+
+from sessionlab.api import (
+    IllegalTransition,
+    InvalidInput,
+    MetadataValue,
+    Progress,
+    Session,
+    SessionError,
+    SessionExpired,
+    SessionNotFound,
+    Stats,
+    StoreError,
+    check_key,
+    check_metadata_size,
+    check_name,
+    check_session_id,
+    check_value,
+    session_tag,
+)
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    session_id   TEXT PRIMARY KEY,
+    user_id      TEXT NOT NULL,
+    username     TEXT NOT NULL,
+    status       TEXT NOT NULL DEFAULT 'pending',
+    access_count INTEGER NOT NULL DEFAULT 0,
+    metadata     TEXT NOT NULL DEFAULT '{}',
+    created_at   REAL NOT NULL,
+    last_update  REAL NOT NULL,
+    deleted      INTEGER NOT NULL DEFAULT 0,
+    total        INTEGER NOT NULL DEFAULT 0,
+    processed    INTEGER NOT NULL DEFAULT 0,
+    current_file TEXT,
+    failed_files TEXT NOT NULL DEFAULT '[]',
+    capture_path TEXT,
+    keylog_path  TEXT
+)
+"""
+_COLUMNS = "session_id, user_id, username, status, access_count, metadata, created_at, last_update"
+
+STATUSES = ("pending", "in_progress", "completed", "failed", "expired")
+# The lifecycle: the statuses each status may move to. Expiry is the sweeper's alone.
+_NEXT = {"pending": ("in_progress", "failed"), "in_progress": ("completed", "failed"),
+         "completed": (), "failed": (), "expired": ()}
+_EXPIRING = ("pending", "in_progress")
+
+
+class PersistentSessionManager:
+    """Creates, reads, updates and deletes sessions kept in one SQLite file."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, ttl: float = 1800.0,
+                 sweep_interval: float = 60.0, clock: Callable[[], float] = time.time):
+        if not ttl > 0 or not sweep_interval > 0:
+            raise InvalidInput("ttl and sweep_interval must be positive numbers of seconds")
+        self._clock = clock
+        self._ttl = float(ttl)
+        self._temporary = path is None
+        if path is None:
+            handle, path = tempfile.mkstemp(prefix="sessions-", suffix=".sqlite3")
+            os.close(handle)
+        self._path = Path(path)
+        self._db = _open(self._path)
+        # Guards self._db: one statement or transaction at a time on this connection.
+        # Taken before self._cache_lock whenever both are held.
+        self._db_lock = threading.Lock()
+        # Guards self._cache, self._data_version and the hit and miss counters.
+        self._cache_lock = threading.Lock()
+        self._cache: dict[str, Session] = {}
+        self._data_version = self._db.execute("PRAGMA data_version").fetchone()[0]
+        self._cache_hits = 0
+        self._cache_misses = 0
+        self._closed = False
+        self._stop = threading.Event()
+        self._sweeper = threading.Thread(target=self._sweep, args=(float(sweep_interval),),
+                                         name="session-sweeper", daemon=True)
+        self._sweeper.start()
+
+    # -- The track-1 contract ------------------------------------------------------------
+
+    def create_session(self, user_id: str, username: str) -> str:
+        check_name("user_id", user_id)
+        check_name("username", username)
+        now = self._clock()
+        session_id = secrets.token_urlsafe(24)
+        with self._db_lock:
+            self._check_open()
+            self._write("INSERT INTO sessions (session_id, user_id, username, created_at, last_update) "
+                        "VALUES (?, ?, ?, ?, ?)", (session_id, user_id, username, now, now))
+        log.info("login: session %s for user %r", session_tag(session_id), user_id)
+        return session_id
+
+    def get_session(self, session_id: str) -> Session:
+        check_session_id(session_id)
+        # FIX(lock-order-deadlock): the database lock first, then the cache lock, as on every path
+        with self._db_lock:
+            with self._cache_lock:
+                self._check_open()
+                self._forget_others_writes()
+                cached = self._cache.get(session_id)
+                if cached is not None:
+                    self._cache_hits += 1
+                    return cached
+                self._cache_misses += 1
+                snapshot = self._read(session_id)
+                self._cache[session_id] = snapshot
+                return snapshot
+
+    def update_session(self, session_id: str, key: str, value: MetadataValue) -> None:
+        check_session_id(session_id)
+        check_key(key)
+        check_value(value)
+        now = self._clock()
+        with self._db_lock:
+            self._check_open()
+            with self._transaction():
+                self._require_live(session_id)
+                metadata = json.loads(self._db.execute(
+                    "SELECT metadata FROM sessions WHERE session_id = ?", (session_id,)).fetchone()[0])
+                metadata[key] = value
+                check_metadata_size(metadata)
+                self._db.execute("UPDATE sessions SET metadata = ?, last_update = ? WHERE session_id = ?",
+                                 (json.dumps(metadata), now, session_id))
+            snapshot = self._read(session_id)
+            # FIX(stale-cache): the cache is written in the same critical section as the database
+            with self._cache_lock:
+                self._cache[session_id] = snapshot
+        log.debug("update: session %s, key %r", session_tag(session_id), key)
+
+    def increment_access(self, session_id: str) -> int:
+        check_session_id(session_id)
+        now = self._clock()
+        with self._db_lock:
+            self._check_open()
+            with self._transaction():
+                self._require_live(session_id)
+                # FIX(cross-process-increment): one UPDATE counts, whoever else shares the file
+                count = self._db.execute(
+                    "UPDATE sessions SET access_count = access_count + 1, last_update = ? "
+                    "WHERE session_id = ? RETURNING access_count", (now, session_id)).fetchone()[0]
+            self._refresh(session_id)
+        return count
+
+    def delete_session(self, session_id: str) -> None:
+        check_session_id(session_id)
+        with self._db_lock:
+            self._check_open()
+            with self._transaction():
+                row = self._db.execute("UPDATE sessions SET deleted = 1 WHERE session_id = ? AND deleted = 0 "
+                                       "RETURNING user_id", (session_id,)).fetchone()
+            with self._cache_lock:
+                self._cache.pop(session_id, None)
+        if row is None:
+            raise SessionNotFound(session_id)
+        log.info("logout: session %s for user %r", session_tag(session_id), row[0])
+
+    def get_stats(self) -> Stats:
+        with self._db_lock:
+            self._check_open()
+            total, active = self._db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(deleted = 0 AND status != 'expired'), 0) FROM sessions").fetchone()
+            with self._cache_lock:
+                return Stats(total_sessions=total, active_sessions=active, cache_hits=self._cache_hits,
+                             cache_misses=self._cache_misses, failed_cleanups=0)
+
+    def get_active_count(self) -> int:
+        with self._db_lock:
+            self._check_open()
+            return self._db.execute(
+                "SELECT COUNT(*) FROM sessions WHERE deleted = 0 AND status != 'expired'").fetchone()[0]
+
+    def get_cleanup_queue_size(self) -> int:
+        """Deleted sessions whose rows wait for the sweeper's purge."""
+        with self._db_lock:
+            self._check_open()
+            return self._db.execute("SELECT COUNT(*) FROM sessions WHERE deleted = 1").fetchone()[0]
+
+    def close(self) -> None:
+        # FIX(close-order): stop the sweeper first; only then close the database it uses
+        self._stop.set()
+        if self._sweeper is not threading.current_thread():
+            self._sweeper.join()
+        with self._db_lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._db.close()
+        log.info("closed the session store %s", self._path.name)
+        if self._temporary:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{self._path}{suffix}").unlink(missing_ok=True)
+
+    def __enter__(self) -> PersistentSessionManager:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- The persistent track ------------------------------------------------------------
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    def session_exists(self, session_id: str) -> bool:
+        """Whether a session with this id exists and is not deleted (an expired one exists)."""
+        check_session_id(session_id)
+        with self._db_lock:
+            self._check_open()
+            return self._db.execute("SELECT 1 FROM sessions WHERE session_id = ? AND deleted = 0",
+                                    (session_id,)).fetchone() is not None
+
+    def get_status(self, session_id: str) -> str:
+        check_session_id(session_id)
+        with self._db_lock:
+            self._check_open()
+            return self._row(session_id)[3]
+
+    def set_status(self, session_id: str, status: str) -> None:
+        """Move a session along its lifecycle; IllegalTransition for any other move."""
+        check_session_id(session_id)
+        if type(status) is not str or status not in STATUSES:
+            raise InvalidInput(f"status must be one of {', '.join(STATUSES)}")
+        now = self._clock()
+        with self._db_lock:
+            self._check_open()
+            with self._transaction():
+                current = self._row(session_id)[3]
+                if status not in _NEXT[current]:
+                    raise IllegalTransition(f"a session that is {current} cannot become {status}")
+                self._db.execute("UPDATE sessions SET status = ?, last_update = ? WHERE session_id = ?",
+                                 (status, now, session_id))
+            self._refresh(session_id)
+
+    def set_total(self, session_id: str, total: int) -> None:
+        check_session_id(session_id)
+        if type(total) is not int or not 0 <= total < 2**63:
+            raise InvalidInput("total must be a whole number, 0 or more")
+        self._write_live(session_id, "total = ?", (total,))
+
+    def record_progress(self, session_id: str, *, processed: int = 1, current_file: str | None = None,
+                        failed_file: str | None = None) -> None:
+        """Count processed files, in one UPDATE: no concurrent call is lost."""
+        check_session_id(session_id)
+        if type(processed) is not int or not 0 <= processed < 2**31:
+            raise InvalidInput("processed must be a whole number, 0 or more")
+        for name, value in (("current_file", current_file), ("failed_file", failed_file)):
+            if value is not None:
+                check_name(name, value)
+        self._write_live(session_id, "processed = processed + ?, current_file = COALESCE(?, current_file), "
+                         "failed_files = CASE WHEN ? IS NULL THEN failed_files "
+                         "ELSE json_insert(failed_files, '$[#]', ?) END",
+                         (processed, current_file, failed_file, failed_file))
+
+    def get_progress(self, session_id: str) -> Progress:
+        check_session_id(session_id)
+        with self._db_lock:
+            self._check_open()
+            self._row(session_id)
+            total, processed, current, failed = self._db.execute(
+                "SELECT total, processed, current_file, failed_files FROM sessions WHERE session_id = ?",
+                (session_id,)).fetchone()
+        return Progress(total, processed, current, tuple(json.loads(failed)))
+
+    def record_files(self, session_id: str, capture_path: str, keylog_path: str) -> None:
+        """Record where a stopped session's capture and key log were written."""
+        check_session_id(session_id)
+        check_name("capture_path", capture_path)
+        check_name("keylog_path", keylog_path)
+        self._write_live(session_id, "capture_path = ?, keylog_path = ?", (capture_path, keylog_path))
+
+    def get_files(self, session_id: str) -> tuple[str | None, str | None]:
+        check_session_id(session_id)
+        with self._db_lock:
+            self._check_open()
+            self._row(session_id)
+            return tuple(self._db.execute("SELECT capture_path, keylog_path FROM sessions WHERE session_id = ?",
+                                          (session_id,)).fetchone())
+
+    def expire_sessions(self) -> int:
+        """Expire every pending or in-progress session not updated within the ttl; purge deleted rows."""
+        cutoff = self._clock() - self._ttl
+        with self._db_lock:
+            self._check_open()
+            with self._transaction():
+                # FIX(expiry-race): one statement decides and expires, so a touch is never ignored
+                expired = [row[0] for row in self._db.execute(
+                    "UPDATE sessions SET status = 'expired' WHERE deleted = 0 AND status IN (?, ?) "
+                    "AND last_update < ? RETURNING session_id", (*_EXPIRING, cutoff)).fetchall()]
+                self._db.execute("DELETE FROM sessions WHERE deleted = 1")
+            with self._cache_lock:
+                for session_id in expired:
+                    self._cache.pop(session_id, None)
+        if expired:
+            log.info("expired %d sessions", len(expired))
+        return len(expired)
+
+    # -- Helpers -------------------------------------------------------------------------
+
+    def _sweep(self, interval: float) -> None:
+        """The sweeper thread: expire sessions every interval until close() stops it."""
+        while not self._stop.wait(interval):
+            self.expire_sessions()
+
+    def _check_open(self) -> None:
+        """Raise SessionError once the manager is closed. Call with self._db_lock held."""
+        if self._closed:
+            raise SessionError("the session manager is closed")
+
+    def _transaction(self) -> _Transaction:
+        """BEGIN IMMEDIATE ... COMMIT: no other process writes in between. Call with self._db_lock held."""
+        return _Transaction(self._db)
+
+    def _write(self, sql: str, parameters: tuple) -> None:
+        """One statement in its own transaction. Call with self._db_lock held."""
+        with self._transaction():
+            self._db.execute(sql, parameters)
+
+    def _write_live(self, session_id: str, assignments: str, parameters: tuple) -> None:
+        now = self._clock()
+        with self._db_lock:
+            self._check_open()
+            with self._transaction():
+                self._require_live(session_id)
+                self._db.execute(f"UPDATE sessions SET {assignments}, last_update = ? WHERE session_id = ?",
+                                 (*parameters, now, session_id))
+            self._refresh(session_id)
+
+    def _row(self, session_id: str) -> tuple:
+        """The row of a session that is not deleted, or SessionNotFound. Call with self._db_lock held."""
+        row = self._db.execute(f"SELECT {_COLUMNS} FROM sessions WHERE session_id = ? AND deleted = 0",
+                               (session_id,)).fetchone()
+        if row is None:
+            raise SessionNotFound(session_id)
+        return row
+
+    def _require_live(self, session_id: str) -> None:
+        """SessionNotFound or SessionExpired unless the session can be used. Call with self._db_lock held."""
+        if self._row(session_id)[3] == "expired":
+            raise SessionExpired(f"session {session_tag(session_id)} has expired")
+
+    def _read(self, session_id: str) -> Session:
+        """The session as stored, as a snapshot. Call with self._db_lock held."""
+        row = self._row(session_id)
+        if row[3] == "expired":
+            raise SessionExpired(f"session {session_tag(session_id)} has expired")
+        return _snapshot(row)
+
+    def _refresh(self, session_id: str) -> None:
+        """Put the stored session in the cache. Call with self._db_lock held."""
+        snapshot = self._read(session_id)
+        with self._cache_lock:
+            self._cache[session_id] = snapshot
+
+    def _forget_others_writes(self) -> None:
+        """Empty the cache if another connection committed since it was filled.
+        Call with self._db_lock and self._cache_lock held."""
+        version = self._db.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._data_version:
+            self._data_version = version
+            self._cache.clear()
+
+
+class _Store:
+    """A connection whose every failure is a StoreError, never a bare sqlite3 error."""
+
+    def __init__(self, db: sqlite3.Connection):
+        self._db = db
+
+    def execute(self, sql: str, parameters: tuple = ()) -> sqlite3.Cursor:
+        try:
+            return self._db.execute(sql, parameters)
+        except sqlite3.Error as exc:
+            raise StoreError(f"the session store failed: {_reason(exc)}") from None
+
+    def executemany(self, sql: str, rows: list[tuple]) -> sqlite3.Cursor:
+        try:
+            return self._db.executemany(sql, rows)
+        except sqlite3.Error as exc:
+            raise StoreError(f"the session store failed: {_reason(exc)}") from None
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE on enter; COMMIT, or ROLLBACK on an error, on exit."""
+
+    def __init__(self, db: _Store):
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind: type | None, exc: BaseException | None, tb: object) -> None:
+        if kind is None:
+            try:
+                self._db.execute("COMMIT")
+                return
+            except StoreError:
+                self._db.execute("ROLLBACK")
+                raise
+        self._db.execute("ROLLBACK")
+
+
+def _snapshot(row: tuple) -> Session:
+    session_id, user_id, username, _, access_count, metadata, created_at, last_update = row
+    return Session(session_id=session_id, user_id=user_id, username=username, is_authenticated=True,
+                   access_count=access_count, metadata=MappingProxyType(json.loads(metadata)),
+                   created_at=created_at, last_accessed=last_update)
+
+
+def _open(path: Path) -> _Store:
+    """Open (creating if needed) and migrate a session database; StoreError if it cannot be used."""
+    if not path.parent.is_dir():
+        raise StoreError(f"cannot open {path}: the folder {path.parent} does not exist")
+    try:
+        db = _Store(sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0))
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open {path}: {exc}") from None
+    try:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"{path} holds sessions of schema version {version}; this code knows "
+                             f"versions up to {SCHEMA_VERSION}: upgrade the code, not the file")
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")
+        if version < SCHEMA_VERSION:
+            with _Transaction(db):
+                db.execute(_SCHEMA)
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        db.execute("SELECT COUNT(*) FROM sessions").fetchone()
+    except StoreError as exc:
+        db.close()
+        raise StoreError(str(exc).replace("the session store failed", f"cannot use {path}")) from None
+    return db
+
+
+def _reason(exc: sqlite3.Error) -> str:
+    text = str(exc)
+    if "not a database" in text:
+        return "it is not a session database (file is not a database)"
+    if "malformed" in text:
+        return "the database is corrupt (database disk image is malformed)"
+    if "readonly" in text:
+        return "the file is read-only (attempt to write a readonly database)"
+    return text
+
