@@ -20,45 +20,31 @@ import base64
 import binascii
 import hashlib
 import math
-import os
-import random
 import re
 import string
-import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from sessionlab.figure import Figure
+from sessionlab.idlogins import ADVICE, B64URL, EXPECTED, Login, b64_bytes, caught, id_cores, log_in
+from sessionlab.idrandom import mersenne, reseeded
 
 __all__ = ["LOGINS", "MIN_BITS", "attack_ids", "entropy_bits"]
 
 LOGINS = 200  # logins sampled, by distinct users, one after the other
 READ_LOGINS = 50  # the first logins whose ids are read as numbers (clocks, counters)
 MIN_BITS = 128  # the least randomness a session id may carry
-RESEED_LOGINS = 8  # logins per run of the reseeding experiment
 COUNTER_REACH = 256  # hashed counters tried: 0 .. COUNTER_REACH - 1
 HASHED_LOGINS = 5  # logins whose user (the first) and login time (the most closely timed) are hashed
 MAX_TIME_GUESSES = 1000  # times tried per login and unit; a wider window is skipped
 MIN_HASH_CHARS = 12  # a shorter match could be luck
-MT_WORDS, MASK = 624, 0xFFFFFFFF
-EXPECTED = "no id predicted"
-ADVICE = "secrets.token_urlsafe(32)"
-
-NAMES = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy",
-         "mallory", "niaj", "olivia", "peggy", "rupert", "sybil", "trent", "victor", "walter", "yvonne")
-
-_CLOCKS = {"time.time": time.time_ns, "time.monotonic": time.monotonic_ns, "time.perf_counter": time.perf_counter_ns}
-_STOPPED = ("time", "time_ns", "monotonic", "monotonic_ns", "perf_counter", "perf_counter_ns",
-            "process_time", "process_time_ns", "thread_time", "thread_time_ns")
 _HASHES = {name: getattr(hashlib, name) for name in ("md5", "sha1", "sha256", "sha512", "blake2b", "sha3_256")}
 _COUNTER_FORMATS = ("{}", "{:06d}", "sess-{}", "sess-{:06d}", "sess_{}", "session-{}", "session_{}")
 _UNITS = {0: "nanoseconds", 3: "microseconds", 6: "milliseconds", 9: "seconds"}
 _ALNUM = string.ascii_letters + string.digits
 _HEX = set("0123456789abcdefABCDEF")
-_B64URL = set(_ALNUM + "-_")
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
 # Alphabets an id is written in, and their sizes: the entropy estimate rounds up to one of them.
 _CLASSES = ((string.digits, 10), ("0123456789abcdef", 16), ("0123456789ABCDEF", 16),
@@ -68,63 +54,6 @@ _RUNS = tuple(({10: "decimal", 16: "hex"}.get(size, "base36"), chars, re.compile
               for chars, size in _CLASSES if size <= 36)
 _ALNUM_RUN = re.compile("[A-Za-z0-9]{2,}")
 _UUID_RE = re.compile("[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}")
-
-
-def username(n: int) -> str:
-    return NAMES[n % len(NAMES)] + (str(n // len(NAMES) + 1) if n >= len(NAMES) else "")
-
-
-@dataclass(frozen=True)
-class _Login:
-    user_id: str
-    username: str
-    session_id: str
-    clocks: dict[str, tuple[int, int]]  # clock -> (ns before create_session, ns after)
-
-
-def _log_in(manager: Any, n: int) -> _Login:
-    before = {name: clock() for name, clock in _CLOCKS.items()}
-    session_id = manager.create_session(f"user-{n + 1}", username(n))
-    after = {name: clock() for name, clock in _CLOCKS.items()}
-    return _Login(f"user-{n + 1}", username(n), session_id, {k: (before[k], after[k]) for k in before})
-
-
-def _caught(attacker: _Login, victim: _Login, manager: Any, how: str, confirmed: bool = True) -> Figure:
-    """The attacker predicted the victim's id; trying it shows whether it opens their session."""
-    try:
-        entered = confirmed and manager.get_session(victim.session_id).user_id == victim.user_id
-    except Exception:  # the implementation's own error: the prediction still stands
-        entered = False
-    tried = f"; {attacker.username} tried it and got into {victim.username}'s session" if entered else ""
-    return Figure(False, EXPECTED, f"{victim.username}'s id predicted",
-                  f"predicted {victim.username}'s id from {attacker.username}'s: {how}{tried}")
-
-
-def _cores(ids: list[str]) -> tuple[list[str], Callable[[str], str]]:
-    """The ids without the prefix and suffix they all share, and how to cut another id the same way.
-
-    Too few distinct ids could share a character by chance: those are left whole.
-    """
-    if len(set(ids)) < 16:
-        return list(ids), str
-    head = len(os.path.commonprefix(ids))
-    tail = min(len(os.path.commonprefix([sid[::-1] for sid in ids])), min(map(len, ids)) - head)
-
-    def cut(sid: str) -> str:
-        return sid[head: len(sid) - tail]
-
-    return [cut(sid) for sid in ids], cut
-
-
-def _b64_bytes(text: str) -> bytes | None:
-    bare = text.rstrip("=")
-    if len(bare) % 4 == 1:
-        return None
-    try:
-        return base64.b64decode(bare + "=" * (-len(bare) % 4), altchars=b"-_" if set(bare) <= _B64URL else None,
-                                validate=True)
-    except (binascii.Error, ValueError):
-        return None
 
 
 # -- Numbers written in an id: clocks and counters ------------------------------------
@@ -168,25 +97,25 @@ def _readings(sid: str) -> list[_Reading]:
             width = len(text) if text[0] == digits[0] and len(text) > 1 else 1
             found.append(_Reading(kind, match.start(), match.end(), int(text, len(digits)), width, digits))
     for start, end in sorted({(0, len(sid))} | {match.span() for match in _ALNUM_RUN.finditer(sid)}):
-        text, raw = sid[start:end], _b64_bytes(sid[start:end])
+        text, raw = sid[start:end], b64_bytes(sid[start:end])
         if raw:
-            style = ("url" if set(text.rstrip("=")) <= _B64URL else "std") + "=" * text.endswith("=")
+            style = ("url" if set(text.rstrip("=")) <= B64URL else "std") + "=" * text.endswith("=")
             found += [_Reading(f"base64 ({order}-endian)", start, end, int.from_bytes(raw, order), len(raw), style)
                       for order in ("big", "little")]
     return found
 
 
-def _uuid1(logins: list[_Login], manager: Any) -> Figure | None:
+def _uuid1(logins: list[Login], manager: Any) -> Figure | None:
     found = _uuids(logins, 1)
     if found is None:
         return None
-    return _caught(logins[0], logins[1], manager,
+    return caught(logins[0], logins[1], manager,
                    f"ids are uuid1 values, the login time in 100 ns ticks plus this machine's address; "
                    f"{logins[1].username}'s id is {logins[0].username}'s with the time moved "
                    f"{found[1].time - found[0].time} ticks on")
 
 
-def _clock(logins: list[_Login], readings: list[list[_Reading]], manager: Any) -> Figure | None:
+def _clock(logins: list[Login], readings: list[list[_Reading]], manager: Any) -> Figure | None:
     """A clock reading written in the id, in any unit and base, with little else beside it."""
     top = max(hi for login in logins for _, hi in login.clocks.values()) + 1
     hits: dict[tuple, dict[int, tuple[_Reading, int]]] = {}
@@ -204,7 +133,7 @@ def _clock(logins: list[_Login], readings: list[list[_Reading]], manager: Any) -
         bits = entropy_bits(rest)
         if bits < MIN_BITS:
             exp = Counter(exp for _, exp in seen.values()).most_common(1)[0][0]
-            return _caught(logins[0], logins[1], manager,
+            return caught(logins[0], logins[1], manager,
                            f"ids are clock readings, {clock}() in {_UNITS.get(exp, f'units of {10**exp} ns')} "
                            f"written in {kind}, with about {bits:.0f} bits besides; knowing when "
                            f"{logins[1].username} logged in to the millisecond leaves "
@@ -212,7 +141,7 @@ def _clock(logins: list[_Login], readings: list[list[_Reading]], manager: Any) -
     return None
 
 
-def _counter(logins: list[_Login], readings: list[list[_Reading]], manager: Any) -> Figure | None:
+def _counter(logins: list[Login], readings: list[list[_Reading]], manager: Any) -> Figure | None:
     """A number in the id that moves by the same step at each login: the encoding that explains most ids wins."""
     by_key: dict[tuple, dict[int, _Reading]] = {}
     for i, found in enumerate(readings):
@@ -234,7 +163,7 @@ def _counter(logins: list[_Login], readings: list[list[_Reading]], manager: Any)
     mine, theirs = logins[i], logins[i + 1]
     base64_bytes = r.kind.startswith("base64")
     written = f"as the base64 of its {r.width} bytes, {r.kind[8:-1]}" if base64_bytes else f"in {r.kind}"
-    return _caught(mine, theirs, manager,
+    return caught(mine, theirs, manager,
                    f"the id holds a counter written {written}, {'up' if step > 0 else 'down'} by {abs(step)} at "
                    f"each login; stepping the counter in {mine.username}'s own id gives {theirs.username}'s")
 
@@ -247,7 +176,7 @@ def _digest_forms(cores: list[str]) -> list[tuple[str, Callable[[bytes], bytes]]
     chars = set().union(*cores)
     if chars <= _HEX:
         return [("hex digest", binascii.hexlify)]
-    if chars <= _B64URL and chars & set("-_"):
+    if chars <= B64URL and chars & set("-_"):
         return [("urlsafe base64 digest", lambda d: binascii.b2a_base64(d, newline=False).translate(_URLSAFE))]
     if chars <= set(_ALNUM + "+/=") and chars & set("+/"):
         return [("base64 digest", lambda d: binascii.b2a_base64(d, newline=False))]
@@ -270,7 +199,7 @@ def _hashes(preimages: Iterable[tuple[str, Any]], targets: dict[bytes, int], len
     return None
 
 
-def _time_preimages(login: _Login) -> Iterable[tuple[str, str]]:
+def _time_preimages(login: Login) -> Iterable[tuple[str, str]]:
     """The login time as a program would write it: whole units, and time.time()'s repr."""
     lo, hi = login.clocks["time.time"]
     for exp in (9, 6, 3):
@@ -284,17 +213,17 @@ def _time_preimages(login: _Login) -> Iterable[tuple[str, str]]:
         moment = math.nextafter(moment, math.inf)
 
 
-def _user_preimages(login: _Login, n: int) -> Iterable[tuple[str, str]]:
+def _user_preimages(login: Login, n: int) -> Iterable[tuple[str, str]]:
     yield from ((login.user_id, "user id"), (login.username, "username"), (login.user_id + login.username, "names"))
     for count, sep in ((count, sep) for count in (n, n + 1) for sep in ("", "-", ":", "_")):
         yield from ((text, "user and login count") for text in
                     (f"{login.user_id}{sep}{count}", f"{count}{sep}{login.user_id}", f"{login.username}{sep}{count}"))
 
 
-def _hashed(logins: list[_Login], manager: Any) -> Figure | None:
+def _hashed(logins: list[Login], manager: Any) -> Figure | None:
     """Ids that are hashes of a counter, of the user, or of the login time."""
     ids = [login.session_id for login in logins]
-    cores, _ = _cores(ids)
+    cores, _ = id_cores(ids)
     forms = _digest_forms(cores)
     lengths = {len(text) for text in cores + ids if len(text) >= MIN_HASH_CHARS}
     if not forms or not lengths:
@@ -313,7 +242,7 @@ def _hashed(logins: list[_Login], manager: Any) -> Figure | None:
         mine, theirs = logins[i], logins[i + 1]
         follows = dict(forms)[form](_HASHES[name](fmt.format(number + 1).encode()).digest())[:len(cores[i + 1])] \
             == key(cores[i + 1])
-        return _caught(mine, theirs, manager,
+        return caught(mine, theirs, manager,
                        f"{mine.username}'s id is the {name} {form} of a counter ({fmt.format(number)!r}), so "
                        + (f"{theirs.username}'s is the {name} of the next one ({fmt.format(number + 1)!r})"
                           if follows else f"the next ids are the {name} of the next numbers"), follows)
@@ -321,7 +250,7 @@ def _hashed(logins: list[_Login], manager: Any) -> Figure | None:
         login = logins[n]
         hit = _hashes(_user_preimages(login, n), {key(cores[n]): n, key(ids[n]): n}, lengths, forms)
         if hit:
-            return _caught(logins[n - 1], login, manager,
+            return caught(logins[n - 1], login, manager,
                            f"{login.username}'s id is the {hit[2]} {hit[3]} of their {hit[1]} ({hit[0]!r}): "
                            f"anyone who knows it computes the id")
     width = {n: logins[n].clocks["time.time"][1] - logins[n].clocks["time.time"][0] for n in range(1, READ_LOGINS)}
@@ -329,112 +258,10 @@ def _hashed(logins: list[_Login], manager: Any) -> Figure | None:
         login = logins[n]
         hit = _hashes(_time_preimages(login), {key(cores[n]): n, key(ids[n]): n}, lengths, forms)
         if hit:
-            return _caught(logins[n - 1], login, manager,
+            return caught(logins[n - 1], login, manager,
                            f"ids are the {hit[2]} {hit[3]} of the login time in {hit[1]} ({hit[0]!r}); "
                            f"hashing the moments around {login.username}'s login gives their id")
     return None
-
-
-# -- Python's random ----------------------------------------------------------------
-
-
-def _untemper(y: int) -> int:
-    """The Mersenne Twister state word behind one 32-bit output."""
-    y ^= y >> 18
-    y ^= (y << 15) & 0xEFC60000
-    x = y
-    for _ in range(4):
-        x = y ^ ((x << 7) & 0x9D2C5680)
-    return x ^ (x >> 11) ^ (x >> 22)
-
-
-def _word_formats(cores: list[str]) -> Iterable[tuple[Callable[[str], int], int]]:
-    """Ways an id could hold getrandbits(k) or randbytes(n): (decode, 32-bit words per id)."""
-    hexes = [core.replace("-", "") for core in cores]
-    if len({len(text) for text in hexes}) == 1 and len(hexes[0]) % 8 == 0 and set().union(*hexes) <= _HEX:
-        yield (lambda c: int(c.replace("-", ""), 16)), len(hexes[0]) // 8
-        yield (lambda c: int.from_bytes(bytes.fromhex(c.replace("-", "")), "little")), len(hexes[0]) // 8
-    if all(core.isdigit() for core in cores):
-        top = max(int(core) for core in cores)
-        words = next((words for words in (1, 2, 4) if top < 1 << (32 * words)), 0)
-        if words:
-            yield int, words
-    raws = [_b64_bytes(core) for core in cores]
-    if all(raws) and len({len(raw) for raw in raws}) == 1 and len(raws[0]) % 4 == 0:
-        for order in ("little", "big"):
-            yield (lambda c, o=order: int.from_bytes(_b64_bytes(c) or b"", o)), len(raws[0]) // 4
-
-
-def _mersenne(logins: list[_Login], manager: Any) -> Figure | None:
-    """Rebuild a Mersenne Twister from 624 outputs read out of the ids, then predict the next login."""
-    cores, cut = _cores([login.session_id for login in logins])
-    seen = list(logins)
-    for decode, per_id in _word_formats(cores):
-        while len(seen) * per_id < MT_WORDS + per_id:
-            seen.append(_log_in(manager, len(seen)))
-        try:
-            words = [(decode(cut(login.session_id)) >> (32 * j)) & MASK for login in seen for j in range(per_id)]
-        except ValueError:
-            continue
-        rng = random.Random()
-        rng.setstate((3, tuple(_untemper(w) for w in words[:MT_WORDS]) + (MT_WORDS,), None))
-        if any(rng.getrandbits(32) != word for word in words[MT_WORDS:]):
-            continue
-        predicted = sum(rng.getrandbits(32) << (32 * j) for j in range(per_id))
-        victim = _log_in(manager, len(seen))
-        try:
-            hit = decode(cut(victim.session_id)) == predicted
-        except ValueError:
-            hit = False
-        if hit:
-            return _caught(seen[-1], victim, manager,
-                           f"ids come from Python's random module (a Mersenne Twister): after seeing "
-                           f"{-(-MT_WORDS // per_id)} ids the attacker rebuilt its state and predicted the "
-                           f"next login's id exactly")
-    return None
-
-
-class _ReplayClock:
-    """A stopped clock that ticks once per call; setting calls to 0 starts it again."""
-
-    def __init__(self, real: Callable[[], float]):
-        self.start, self.calls = real(), 0
-
-    def __call__(self) -> float:
-        self.calls += 1
-        return self.start + self.calls * (1000 if isinstance(self.start, int) else 1e-6)
-
-
-def _reseeded(new_manager: Callable[[], Any]) -> Figure | None:
-    """Reseed the global random, replay the clock, log the same users in again: the same ids?"""
-    real = {name: getattr(time, name) for name in _STOPPED if hasattr(time, name)}
-    state = random.getstate()
-    runs = []
-    try:
-        clocks = {name: _ReplayClock(function) for name, function in real.items()}
-        for name, clock in clocks.items():
-            setattr(time, name, clock)
-        for seed in (1, 1, 2):
-            random.seed(seed)
-            for clock in clocks.values():
-                clock.calls = 0
-            with new_manager() as manager:
-                runs.append([manager.create_session(f"user-{n + 1}", username(n)) for n in range(RESEED_LOGINS)])
-    finally:
-        for name, function in real.items():
-            setattr(time, name, function)
-        random.setstate(state)
-    first, again, other = runs
-    repeats = [(i, first.index(sid)) for i, sid in enumerate(again) if sid in first]
-    if not repeats:
-        return None
-    i, j = repeats[0]
-    same = f"{username(i)} got the same id again" if i == j else f"{username(i)} got the id {username(j)} had"
-    cause = ("ids follow from the clock and the login order, nothing secret: whatever random's seed, "
-             if other == first else "ids come from Python's random module: reseeded with the same value, ")
-    return Figure(False, EXPECTED, "ids repeat",
-                  f"{cause}with the clock replayed, a fresh manager gave {len(repeats)} of {RESEED_LOGINS} logins "
-                  f"the same ids again ({same}); whoever learns the seed or the state predicts every id; use {ADVICE}")
 
 
 # -- Repeats and entropy --------------------------------------------------------------
@@ -449,18 +276,18 @@ def entropy_bits(ids: list[str]) -> float:
     return sum(math.log2(alphabet if 2 * len(column) >= alphabet else len(column)) for column in varying)
 
 
-def _uuids(logins: list[_Login], version: int) -> list[uuid.UUID] | None:
+def _uuids(logins: list[Login], version: int) -> list[uuid.UUID] | None:
     """The uuids the ids hold (hex with or without dashes, anywhere, or base64), if all are of this version."""
     found = []
     for login in logins:
-        match, raw = _UUID_RE.search(login.session_id), _b64_bytes(login.session_id) or b""
+        match, raw = _UUID_RE.search(login.session_id), b64_bytes(login.session_id) or b""
         found.append(uuid.UUID(hex=match.group()) if match else uuid.UUID(bytes=raw) if len(raw) == 16 else None)
     ok = all(u is not None and u.variant == uuid.RFC_4122 and u.version == version for u in found)
     return found if ok else None
 
 
-def _duplicates(logins: list[_Login]) -> Figure | None:
-    owner: dict[str, _Login] = {}
+def _duplicates(logins: list[Login]) -> Figure | None:
+    owner: dict[str, Login] = {}
     for login in logins:
         first = owner.setdefault(login.session_id, login)
         if first is not login:
@@ -469,7 +296,7 @@ def _duplicates(logins: list[_Login]) -> Figure | None:
     return None
 
 
-def _entropy(logins: list[_Login]) -> Figure:
+def _entropy(logins: list[Login]) -> Figure:
     bits = entropy_bits([login.session_id for login in logins])
     if _uuids(logins, 4) is not None:
         return Figure(False, f"{MIN_BITS} bits", "122 bits",
@@ -488,12 +315,12 @@ def _entropy(logins: list[_Login]) -> Figure:
 def attack_ids(new_manager: Callable[[], Any]) -> Figure:
     """Log LOGINS users in on a fresh manager and try to predict one user's id from another's."""
     with new_manager() as manager:
-        logins = [_log_in(manager, n) for n in range(LOGINS)]
+        logins = [log_in(manager, n) for n in range(LOGINS)]
         first, readings = logins[:READ_LOGINS], [_readings(login.session_id) for login in logins[:READ_LOGINS]]
         for attack in (lambda: _uuid1(logins, manager), lambda: _clock(first, readings, manager),
                        lambda: _counter(first, readings, manager), lambda: _hashed(logins, manager),
-                       lambda: _duplicates(logins), lambda: _mersenne(logins, manager)):
+                       lambda: _duplicates(logins), lambda: mersenne(logins, manager)):
             figure = attack()
             if figure is not None:
                 return figure
-    return _reseeded(new_manager) or _entropy(logins)
+    return reseeded(new_manager) or _entropy(logins)
