@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from sessionlab import api, contract, impls, workspace
+from sessionlab import api, contract, hostile, impls, workspace
 from sessionlab.api import InvalidInput, Session, SessionError, SessionNotFound
 
 
@@ -376,7 +376,7 @@ def test_describing_a_rejected_value_is_bounded_and_never_calls_it():
         __name__ = property(lambda cls: 1 / 0)  # type: ignore[assignment]
         __eq__, __hash__ = (lambda cls, other: 1 / 0), type.__hash__
 
-    raising = dict(contract.hostile_values())["an object whose every method raises"]
+    raising = dict(hostile.hostile_values())["an object whose every method raises"]
     for value in (deep, raising, Named("N", (), {})(), 10**5000, "\n" * 10**6):
         with pytest.raises(InvalidInput) as raised:
             api.check_value(value)
