@@ -5,11 +5,17 @@ Each scenario runs two calls on one manager under deterministic exploration
 that touches an idle session (expiry-race), and a read that misses the cache
 against an increment (lock-order-deadlock). The SQL runs for real; the locks
 and the cache are what the search interleaves.
+
+close-order is shown without the search: a log handler that is slow over the
+message close() logs (as a remote handler is) gives a sweeper still running the
+time to sweep a database that is already closed.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import threading
 
 import pytest
 
@@ -118,3 +124,52 @@ def test_buggy_deadlocks_and_says_which_lines_hold_and_wait():
     assert "holds self._cache_lock" in said and "waits for self._db_lock" in said, said
     assert "holds self._db_lock" in said and "waits for self._cache_lock" in said, said
     assert "in get_session" in said and "in increment_access" in said, said
+
+
+class SlowLogHandler(logging.Handler):
+    """A log handler that takes its time over the message close() logs, as a remote one does."""
+
+    def __init__(self, sweeper_died: threading.Event):
+        super().__init__()
+        self.sweeper_died = sweeper_died
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith("closed the session store"):
+            self.sweeper_died.wait(0.5)  # 50 sweeps, if the sweeper still runs
+
+
+def close_while_the_log_is_slow(package: str) -> list[str]:
+    """Close a manager whose sweeper runs every 10 ms; what the sweeper thread raised, if anything."""
+    died, raised = threading.Event(), []
+    previous = threading.excepthook
+
+    def hook(args) -> None:
+        if args.thread is not None and args.thread.name == "session-sweeper":
+            raised.append(f"{args.exc_type.__name__}: {args.exc_value}")
+            died.set()
+        else:
+            previous(args)
+
+    log = logging.getLogger(f"{package}.persistent")
+    handler, level = SlowLogHandler(died), log.level
+    threading.excepthook = hook
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        manager = impls.load(package).module.PersistentSessionManager(sweep_interval=0.01)
+        manager.create_session("user-1", "Ada")
+        manager.close()
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+        threading.excepthook = previous
+    return raised
+
+
+def test_fixed_stops_the_sweeper_before_it_closes_the_database():
+    assert close_while_the_log_is_slow("fixed") == []
+
+
+def test_buggy_closes_the_database_under_its_running_sweeper():
+    raised = close_while_the_log_is_slow("buggy")
+    assert raised == ["SessionError: the session manager is closed"], raised
