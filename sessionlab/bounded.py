@@ -59,7 +59,6 @@ class Wait:
     text: str = ""
     waits_for: str = ""
     holds: tuple[Held, ...] = ()
-    reentrant: bool = False  # the lock it waits for may be taken again by its holder (an RLock)
 
     def describe(self) -> str:
         where = _where(self)
@@ -191,7 +190,6 @@ def _holding(thread: str, frame: types.FrameType, mine: Callable[[str], bool], w
     """A stuck thread's Wait, with the locks it holds when its code shows them: each of its
     frames that is inside `with X:` holds X, and a thread stuck at `with X:` waits for X."""
     waits_for = ""
-    reentrant = False
     holds: list[Held] = []
     innermost = True
     while frame is not None:
@@ -199,7 +197,6 @@ def _holding(thread: str, frame: types.FrameType, mine: Callable[[str], bool], w
             if innermost:
                 lock = _lock_at(where[0], where[1])
                 waits_for = lock if lock and _is_lock(lock, frame) else ""
-                reentrant = bool(waits_for) and hasattr(_lock_value(lock, frame), "_is_owned")
             for lock, line in _enclosing_locks(frame.f_code.co_filename, frame.f_lineno, skip_own=innermost):
                 if _is_lock(lock, frame):
                     holds.append(held_of(lock, (frame.f_code.co_filename, line, frame.f_code.co_name)))
@@ -207,43 +204,34 @@ def _holding(thread: str, frame: types.FrameType, mine: Callable[[str], bool], w
         frame = frame.f_back
     if not waits_for:
         return wait_of(thread, where)
-    return wait_of(thread, where, waits_for=waits_for, holds=tuple(holds), reentrant=reentrant)
+    return wait_of(thread, where, waits_for=waits_for, holds=tuple(holds))
 
 
 def _is_lock(expression: str, frame: types.FrameType) -> bool:
-    """Whether a plain name or attribute chain (self._lock) names a lock in that frame."""
-    value = _lock_value(expression, frame)
-    return callable(getattr(type(value), "acquire", None)) and callable(getattr(type(value), "release", None))
-
-
-_NOTHING = object()
-
-
-def _lock_value(expression: str, frame: types.FrameType) -> Any:
-    """What a plain name or attribute chain (self._lock) names in that frame.
+    """Whether a plain name or attribute chain (self._lock) names a lock in that frame.
 
     Only names and attributes are looked up, never calls, so nothing of the
-    learner's runs; a name that cannot be looked up gives _NOTHING."""
+    learner's runs; a name that cannot be looked up counts as no lock."""
     try:
         node = ast.parse(expression, mode="eval").body
     except SyntaxError:
-        return _NOTHING
+        return False
     path = []
     while isinstance(node, ast.Attribute):
         path.append(node.attr)
         node = node.value
     if not isinstance(node, ast.Name):
-        return _NOTHING
+        return False
     scope = {**frame.f_globals, **frame.f_locals}
     if node.id not in scope:
-        return _NOTHING
+        return False
     value = scope[node.id]
     for name in reversed(path):
         try:
             value = inspect.getattr_static(value, name)
         except AttributeError:
-            return _NOTHING
-    return value
+            return False
+    return callable(getattr(type(value), "acquire", None)) and callable(getattr(type(value), "release", None))
 
 
 def _tree(filename: str) -> ast.AST | None:
@@ -311,12 +299,6 @@ def abandon(threads: Iterable[threading.Thread]) -> bool:
     return done
 
 
-# While a bounded call runs, where its threads wait is sampled this often; a lock cycle seen
-# on this many samples in a row is a deadlock, reported before the bound runs out.
-SAMPLE_SECONDS = 0.1
-STEADY_SAMPLES = 3
-
-
 def run_bounded(function: Callable[[], T], *, seconds: float, label: str, files: Files = None) -> T:
     """function() on a daemon thread: its result, or its exception; Hang after seconds."""
     before = set(threading.enumerate())
@@ -330,20 +312,7 @@ def run_bounded(function: Callable[[], T], *, seconds: float, label: str, files:
 
     runner = threading.Thread(target=run, name="main", daemon=True)
     runner.start()
-    deadline, seen, steady = time.monotonic() + seconds, None, 0
-    while runner.is_alive() and (left := deadline - time.monotonic()) > 0:
-        runner.join(min(SAMPLE_SECONDS, left))
-        if not runner.is_alive():
-            break
-        # A cycle of plain locks, the same on several samples in a row, never ends: say so now.
-        waits = thread_waits([runner, *[t for t in threading.enumerate() if t not in before and t is not runner]],
-                             files)
-        proven = _cycle(waits) and not any(wait.reentrant for wait in waits if wait.waits_for)
-        steady = steady + 1 if proven and waits == seen else int(proven)
-        seen = waits
-        if steady >= STEADY_SAMPLES:
-            abandon([t for t in threading.enumerate() if t not in before and t is not runner])
-            raise Hang(None, label, waits, deadlock=True)
+    runner.join(seconds)
     if not runner.is_alive():
         ok, value = outcome[0]
         if ok:

@@ -171,29 +171,6 @@ def test_a_lock_taken_twice_by_one_thread_is_a_hang_at_the_second_take():
     finish(stuck)
 
 
-def test_a_proven_lock_cycle_is_reported_before_the_bound_runs_out():
-    manager = Reentered()
-    with pytest.raises(Hang) as raised:
-        run_bounded(lambda: manager.update("theme", "dark"), seconds=60, label="update", files=[HERE])
-    # decided by the cycle the code shows on consecutive samples, not by the 60 s bound
-    assert raised.value.deadlock and raised.value.seconds is None, raised.value
-    stuck = [t for t in threading.enumerate() if t.name == "main"]
-    manager._lock.release()
-    finish(stuck)
-
-
-def test_a_re_entrant_lock_taken_again_is_no_deadlock():
-    lock = threading.RLock()
-
-    def nested() -> str:
-        with lock:
-            with lock:  # an RLock: its holder takes it again at once
-                time.sleep(0.5)
-                return "done"
-
-    assert run_bounded(nested, seconds=5, label="nested", files=[HERE]) == "done"
-
-
 def test_threads_started_inside_are_named_and_made_daemons():
     manager, workers = TwoLocks(), []
     taken = threading.Barrier(2)
