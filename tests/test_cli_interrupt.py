@@ -28,7 +28,7 @@ STARTUP = 0.3
 BOUND = 1.0  # seconds from the signal to the end of the process
 # Tries per command; a soak (20 tries each, as the lab promises) is opt-in:
 # SESSIONLAB_INTERRUPT_TRIES=20 pytest tests/test_cli_interrupt.py
-TRIES = int(os.environ.get("SESSIONLAB_INTERRUPT_TRIES", "2"))
+TRIES = int(os.environ.get("SESSIONLAB_INTERRUPT_TRIES", "1"))
 
 
 def interrupt(argv: list[str], cwd: Path, delay: float) -> tuple[int, float, str]:
