@@ -77,6 +77,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config._sessionlab_outcomes = {}  # type: ignore[attr-defined]  # bug slug -> [(nodeid, passed, message)]
     config._sessionlab_hung = False  # type: ignore[attr-defined]
     config._sessionlab_hangs = 0  # type: ignore[attr-defined]
+    if _learner_mode(config) and hasattr(config.option, "force_short_summary"):
+        # Each failure's report is printed once, above; on CI pytest would repeat it whole in
+        # the short summary. One line per failure there, as on a terminal.
+        config.option.force_short_summary = True
 
 
 def _learner_mode(config: pytest.Config) -> bool:

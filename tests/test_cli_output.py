@@ -89,10 +89,10 @@ def test_plain_output_fits_80_columns_has_no_colour_and_shows_progress(lab):
     result = sessionlab(lab, "list")
     table_lines = [line for line in result.stdout.splitlines() if re.match(r"\s+(->)?\s+\d  ", line)]
     assert len(table_lines) == 6 and all(len(line) <= 80 for line in result.stdout.splitlines())
-    result = sessionlab(lab, "observe", "lost-increments", "--impl", "fixed")  # several seconds of rounds
+    result = sessionlab(lab, "observe", "lost-increments", "--impl", "fixed")  # 1.5-4 s of rounds
     assert not ESCAPE.search(result.stdout + result.stderr)
-    assert "sessionlab: lost-increments on fixed ...\n" in result.stderr  # one line for the slow phase
-    assert "\r" not in result.stderr
+    # At most one plain line for the phase, and only if it ran over two seconds (test_progress_* time it).
+    assert result.stderr in ("", "sessionlab: lost-increments on fixed ...\n"), result.stderr
     assert all(len(line) <= 80 for line in result.stdout.splitlines())
 
 
