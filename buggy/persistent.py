@@ -105,6 +105,7 @@ class PersistentSessionManager:
         self._cache_hits = 0
         self._cache_misses = 0
         self._closed = False
+        self._final = (Stats(0, 0, 0, 0, 0), 0, 0)  # what the stats were at close
         self._stop = threading.Event()
         self._sweeper = threading.Thread(target=self._sweep, args=(float(sweep_interval),),
                                          name="session-sweeper", daemon=True)
@@ -121,6 +122,8 @@ class PersistentSessionManager:
             self._check_open()
             self._write("INSERT INTO sessions (session_id, user_id, username, created_at, last_update) "
                         "VALUES (?, ?, ?, ?, ?)", (session_id, user_id, username, now, now))
+            with self._cache_lock:
+                self._cache[session_id] = _snapshot((session_id, user_id, username, "pending", 0, "{}", now, now))
         log.info("login: session %s for user %r", session_tag(session_id), user_id)
         return session_id
 
@@ -185,29 +188,22 @@ class PersistentSessionManager:
 
     def get_stats(self) -> Stats:
         with self._db_lock:
-            self._check_open()
-            total, active = self._db.execute(
-                "SELECT COUNT(*), COALESCE(SUM(deleted = 0 AND status != 'expired'), 0) FROM sessions").fetchone()
-            with self._cache_lock:
-                return Stats(total_sessions=total, active_sessions=active, cache_hits=self._cache_hits,
-                             cache_misses=self._cache_misses, failed_cleanups=0)
+            return self._counts()[0]
 
     def get_active_count(self) -> int:
         with self._db_lock:
-            self._check_open()
-            return self._db.execute(
-                "SELECT COUNT(*) FROM sessions WHERE deleted = 0 AND status != 'expired'").fetchone()[0]
+            return self._counts()[1]
 
     def get_cleanup_queue_size(self) -> int:
         """Deleted sessions whose rows wait for the sweeper's purge."""
         with self._db_lock:
-            self._check_open()
-            return self._db.execute("SELECT COUNT(*) FROM sessions WHERE deleted = 1").fetchone()[0]
+            return self._counts()[2]
 
     def close(self) -> None:
         with self._db_lock:
             if self._closed:
                 return
+            self._final = self._counts()
             self._closed = True
             self._db.close()
         log.info("closed the session store %s", self._path.name)
@@ -337,6 +333,19 @@ class PersistentSessionManager:
         """Raise SessionError once the manager is closed. Call with self._db_lock held."""
         if self._closed:
             raise SessionError("the session manager is closed")
+
+    def _counts(self) -> tuple[Stats, int, int]:
+        """The stats, the live sessions and the deleted rows awaiting purge; once closed, as they
+        were at close. Call with self._db_lock held."""
+        if self._closed:
+            return self._final
+        total, active, deleted = self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(deleted = 0 AND status != 'expired'), 0), "
+            "COALESCE(SUM(deleted = 1), 0) FROM sessions").fetchone()
+        with self._cache_lock:
+            stats = Stats(total_sessions=total, active_sessions=active, cache_hits=self._cache_hits,
+                          cache_misses=self._cache_misses, failed_cleanups=0)
+        return stats, active, deleted
 
     def _transaction(self) -> _Transaction:
         """BEGIN IMMEDIATE ... COMMIT: no other process writes in between. Call with self._db_lock held."""

@@ -18,16 +18,22 @@ from sessionlab.bugs import (  # noqa: F401  (re-exported: the catalogue's vocab
     SECURITY,
     Bug,
     cleanup_leak,
+    close_order,
+    cross_process_increment,
+    expiry_race,
     id_collision,
+    lock_order_deadlock,
     lost_increments,
     lost_updates,
     shared_snapshot,
+    stale_cache,
     stats_drift,
 )
 
 # Every bug's module, in the order of the exercises.
 MODULES: tuple[ModuleType, ...] = (
     lost_updates, lost_increments, cleanup_leak, stats_drift, id_collision, shared_snapshot,
+    stale_cache, expiry_race, lock_order_deadlock, cross_process_increment, close_order,
 )
 
 BUGS: tuple[Bug, ...] = tuple(module.BUG for module in MODULES)

@@ -133,7 +133,8 @@ def _stress_check(slug: str) -> Callable[[Implementation], Figure]:
     def run(implementation: Implementation) -> Figure:
         from sessionlab import stress
 
-        observation = stress.observe(slug, implementation.new_manager, implementation=implementation.name)
+        observation = stress.observe(slug, implementation.factory(catalogue.find(slug)),
+                                     implementation=implementation.name)
         figure = observation.figure
         return Figure(figure.held, figure.expected, figure.got, observation.message.split(": ", 1)[-1],
                       history=figure.history)
@@ -148,7 +149,8 @@ def checks_for(bug: Bug) -> tuple[Check, ...]:
     home = catalogue.home(bug)
     # The contract comes first: one call at a time, it shows a fix that deadlocks a thread on
     # its own lock within seconds, before any scenario builds on those calls.
-    found = [Check(bug, "the contract, one call at a time", DETERMINISTIC, contract.run_contract,
+    found = [Check(bug, "the contract, one call at a time", DETERMINISTIC,
+                   lambda implementation: contract.run_contract(implementation, bug.manager),
                    seconds=CONTRACT_SECONDS)]
     if getattr(home, "RACE", None) is not None:
         found.append(Check(bug, "every interleaving (frontrun)", DETERMINISTIC, _race_check(bug.slug),

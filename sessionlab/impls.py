@@ -7,6 +7,7 @@ package of your own.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import linecache
@@ -15,6 +16,8 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any
+from collections.abc import Callable
 
 from sessionlab.api import SessionManager
 
@@ -96,6 +99,19 @@ class Implementation:
 
     def new_manager(self, **options: object) -> SessionManager:
         return self.module.SessionManager(**options)
+
+    def new(self, class_name: str, **options: object) -> Any:
+        """A new manager of the named class: SessionManager, or PersistentSessionManager for track 2."""
+        manager = getattr(self.module, class_name, None)
+        if not callable(manager):
+            raise ImplementationError(
+                f"{self.name!r} ({self.module.__name__}) defines no {class_name}: the bugs of this track "
+                f"need one (copy buggy/ again with `sessionlab start --fresh`, or export it from __init__.py)")
+        return manager(**options)
+
+    def factory(self, bug: Any) -> Callable[..., Any]:
+        """What makes a new manager of the class a bug lives in."""
+        return functools.partial(self.new, bug.manager)
 
 
 def load(spec: str) -> Implementation:

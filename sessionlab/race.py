@@ -55,8 +55,14 @@ class RaceScenario:
     workers: tuple[Worker, ...]
     check: Callable[[State], Figure]
     metadata: tuple[tuple[str, str], ...] = ()  # stored in the session before the workers start
+    # A setup of its own (a persistent manager, a clock the scenario moves), instead of the default.
+    prepare: Callable[[Implementation], State] | None = None
+    # What went wrong between the threads, when the accesses cannot say it (SQL runs in C).
+    why: str = ""
 
     def setup(self, implementation: Implementation) -> State:
+        if self.prepare is not None:
+            return self.prepare(implementation)
         manager = implementation.new_manager(clock=lambda: 1_700_000_000.0)
         session_id = manager.create_session("user-1", "Ada")
         for key, value in self.metadata:
@@ -70,6 +76,13 @@ def scenarios() -> dict[str, RaceScenario]:
 
     return {bug.slug: catalogue.home(bug).RACE for bug in catalogue.BUGS
             if getattr(catalogue.home(bug), "RACE", None) is not None}
+
+
+def explorable(slug: str) -> bool:
+    """Whether a bug has an interleaving to show: a thread scenario, or its own exploration (EXPLORE)."""
+    from sessionlab import catalogue
+
+    return slug in scenarios() or getattr(catalogue.home(slug), "EXPLORE", None) is not None
 
 
 def explore(slug: str, implementation: Implementation) -> RaceReport:

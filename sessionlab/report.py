@@ -335,6 +335,11 @@ def _describe_accesses(events: list[Event], classes: dict[str, Any]) -> tuple[Ac
 _CONTAINERS = frozenset(_CONTAINER_TYPES)
 
 
+# First words of a docstring that are not an imperative verb to conjugate ("The session as stored").
+_NOT_VERBS = frozenset({"the", "a", "an", "one", "this", "that", "these", "those", "every", "each", "all", "what",
+                        "whether", "how", "when", "which", "who", "its", "their", "no", "any", "some", "how"})
+
+
 def _docstring(qualname: str, classes: dict[str, Any]) -> str:
     """The first sentence of a function's docstring, as a phrase: "returns the live record ..."."""
     outer, _, rest = qualname.partition(".")
@@ -344,7 +349,7 @@ def _docstring(qualname: str, classes: dict[str, Any]) -> str:
     doc = (getattr(function, "__doc__", None) or "").strip() if callable(function) else ""
     first = doc.split("\n\n")[0].replace("\n", " ").split(". ")[0].split("; ")[0].rstrip(".")
     verb, _, rest = first.partition(" ")
-    if verb[:1].isupper() and verb[1:].islower() and not verb.endswith("s"):
+    if verb[:1].isupper() and verb[1:].islower() and not verb.endswith("s") and verb.lower() not in _NOT_VERBS:
         verb = verb.lower()
         verb = (verb[:-1] + "ies" if verb.endswith("y") and verb[-2:-1] not in "aeiou"
                 else verb + ("es" if verb.endswith(("sh", "ch", "x", "z")) else "s"))

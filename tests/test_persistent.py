@@ -57,14 +57,38 @@ def test_every_operation_of_the_contract_one_call_at_a_time(Manager):
         assert manager.get_active_count() == 0 and manager.get_cleanup_queue_size() == 1
 
 
-def test_the_cache_counts_hits_and_misses(Manager):
-    with Manager() as manager:
-        ada = manager.create_session("user-1", "Ada")
-        manager.get_session(ada)  # not cached yet: a miss
+def test_the_cache_counts_hits_and_misses(Manager, tmp_path):
+    path = tmp_path / "sessions.sqlite3"
+    with Manager(path) as manager:
+        ada = manager.create_session("user-1", "Ada")  # written through: cached
         manager.get_session(ada)
         manager.get_session(ada)
         stats = manager.get_stats()
-        assert (stats.cache_misses, stats.cache_hits) == (1, 2)
+        assert (stats.cache_misses, stats.cache_hits) == (0, 2)
+    with Manager(path) as reopened:
+        reopened.get_session(ada)  # not cached yet: a miss
+        reopened.get_session(ada)
+        stats = reopened.get_stats()
+        assert (stats.cache_misses, stats.cache_hits) == (1, 1)
+        with pytest.raises(SessionNotFound):
+            reopened.get_session("no-such-session")
+        assert reopened.get_stats().cache_misses == 2
+
+
+def test_a_closed_manager_refuses_calls_and_still_answers_its_stats(Manager):
+    manager = Manager()
+    ada = manager.create_session("user-1", "Ada")
+    manager.create_session("user-2", "Bob")
+    manager.delete_session(ada)
+    manager.close()
+    manager.close()  # twice is harmless
+    for call in (lambda: manager.get_session(ada), lambda: manager.create_session("u-3", "Cy"),
+                 lambda: manager.increment_access(ada), lambda: manager.expire_sessions()):
+        with pytest.raises(SessionError):
+            call()
+    stats = manager.get_stats()
+    assert (stats.total_sessions, stats.active_sessions) == (2, 1)
+    assert (manager.get_active_count(), manager.get_cleanup_queue_size()) == (1, 1)
 
 
 def test_bad_input_is_refused_and_changes_nothing(Manager):

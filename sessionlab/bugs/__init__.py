@@ -39,6 +39,7 @@ class Bug:
     scenario: str  # how the lab observes it
     functions: tuple[str, ...] = ()  # where the bug lives: qualified names in the module
     module: str = "manager.py"  # the file of buggy/ that holds it
+    manager: str = "SessionManager"  # the class in that file whose code holds it
 
     @property
     def marker(self) -> str:

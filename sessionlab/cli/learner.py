@@ -123,7 +123,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         return EXIT_OK
     slug = upcoming.bug.slug
     print(f"Next: read {upcoming.readme.relative_to(here.root)}, then")
-    first = (f"{follow(args, 'race', slug)}", "see the bad interleaving") if slug in race.scenarios() else (
+    first = (f"{follow(args, 'race', slug)}", "see the bad interleaving") if race.explorable(slug) else (
         f"{follow(args, 'observe', slug)}", "watch it happen")
     steps = [first, (follow(args, "check", slug), "is it fixed yet?"),
              (f"sessionlab hint {slug}", "when you are stuck")]

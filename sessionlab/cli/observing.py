@@ -55,7 +55,7 @@ def bounded_round(bug: Bug, implementation: impls.Implementation, label: str) ->
     """One stress round on implementation, bounded in time; its figure."""
     scenario = stress.scenario_for(bug.slug)
     return guarded(label, implementation, lambda: bounded.run_bounded(
-        lambda: scenario.run(implementation.new_manager), seconds=ROUND_SECONDS, label=label,
+        lambda: scenario.run(implementation.factory(bug)), seconds=ROUND_SECONDS, label=label,
         files=implementation.files))
 
 
@@ -185,7 +185,7 @@ def cmd_observe(args: argparse.Namespace) -> int:
             print("\n    The recorded history, checked for linearizability:\n")
             print("\n".join("      " + line for line in observation.figure.history.splitlines()))
             print()
-    if race.scenarios().get(bug.slug) is not None:
+    if race.explorable(bug.slug):
         print()
         print("\n".join(wrap(f"The exact bad interleaving, step by step: {follow(args, 'race', bug.slug)}",
                              columns)))
@@ -246,27 +246,45 @@ def measure_rate(args: argparse.Namespace, bug: Bug, implementations, progress: 
 
 def cmd_race(args: argparse.Namespace) -> int:
     bug = catalogue.find(args.bug)
-    if bug.slug not in race.scenarios():
+    if not race.explorable(bug.slug):
         raise CommandError(f"{bug.slug} is not a race ({bug.bug_class}): no interleaving causes it. "
                            f"Watch it with: {follow(args, 'observe', bug.slug)}")
+    own = getattr(catalogue.home(bug), "EXPLORE", None)  # an exploration of its own (processes on one file)
     available, why = race.frontrun_available()
-    if not available:
+    if own is None and not available:
         raise CommandError(why, EXIT_UNPROVEN, kind="unavailable")
     reports = []
     for spec in args.impl or [default_spec()]:
         implementation = require(load(spec), args)
         progress = Progress()
         progress.phase(f"exploring {bug.slug} on {implementation.name}")
+        explore = (lambda: own(implementation)) if own else (lambda: race.explore(bug.slug, implementation))
         try:
-            reports.append(guarded(f"{bug.slug} on {implementation.name}", implementation,
-                                   lambda: race.explore(bug.slug, implementation)))
+            reports.append((implementation.name, guarded(f"{bug.slug} on {implementation.name}", implementation,
+                                                         explore)))
         finally:
             progress.end()
     if args.json:
-        print_json([report.as_json() for report in reports])
+        print_json([_figure_json(bug, name, report) if own else report.as_json() for name, report in reports])
         return EXIT_OK
-    print("\n\n".join(report.text(width=max(80, output.width()), verbose=args.verbose) for report in reports))
+    width = max(80, output.width())
+    print("\n\n".join(_figure_text(bug, name, report, width) if own else
+                       report.text(width=width, verbose=args.verbose) for name, report in reports))
     return EXIT_OK
+
+
+def _figure_text(bug: Bug, name: str, figure: Figure, width: int) -> str:
+    state = "HOLDS" if figure.held else "BROKEN"
+    lines = [f"{bug.slug} (bug {bug.number}, {bug.bug_class}) on {name}: {verdict_word(state)}"]
+    lines += wrap(figure.summary, width, "  ")
+    if figure.history:
+        lines += [""] + figure.history.splitlines()
+    return "\n".join(lines)
+
+
+def _figure_json(bug: Bug, name: str, figure: Figure) -> dict:
+    return {"bug": bug.slug, "implementation": name, "held": figure.held, "message": figure.summary,
+            "expected": figure.expected, "got": figure.got, "interleaving": figure.history}
 
 
 __all__ = ["cmd_demo", "cmd_observe", "cmd_race", "EXIT_USAGE"]

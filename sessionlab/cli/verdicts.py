@@ -152,7 +152,7 @@ def next_steps(bug: Bug, status: str, args: argparse.Namespace) -> list[str]:
     steps = []
     if status == UNPROVEN:
         steps.append("  Every check that could run here held, but one that decides could not run here.")
-    elif bug.slug in race.scenarios():
+    elif race.explorable(bug.slug):
         steps.append(f"  See the bad interleaving: {follow(args, 'race', bug.slug)}")
     steps.append(f"  Stuck? {follow(argparse.Namespace(), 'hint', bug.slug)}")
     return steps
