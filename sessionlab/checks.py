@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from sessionlab import catalogue, race
 from sessionlab.exploration import Inconclusive
 from sessionlab.bounded import Hang, run_bounded
-from sessionlab.bugs import Bug
+from sessionlab.bugs import DEADLOCK, Bug
 from sessionlab.figure import Figure
 from sessionlab.impls import CodeError, Implementation
 
@@ -60,6 +60,7 @@ class Result:
     message: str  # one line: the figure, or why it was skipped, or what was raised
     seconds: float
     detail: str = ""  # more lines: the interleaving, the history, where threads wait
+    deadlock: bool = False  # it hung on a cycle of locks (not merely out of time)
 
     @property
     def held(self) -> bool | None:
@@ -82,7 +83,10 @@ class Verdict:
     def status(self) -> str:
         if self.error or any(result.outcome == RAISED for result in self.results):
             return ERROR
-        if any(result.outcome == HUNG for result in self.results):
+        hung = [result for result in self.results if result.outcome == HUNG]
+        if hung and self.bug.bug_class == DEADLOCK and all(result.deadlock for result in hung):
+            return STILL_BUGGY  # the deadlock this exercise is about: still there
+        if hung:
             return HANGS
         if any(result.outcome == BROKE for result in self.results):
             return STILL_BUGGY
@@ -176,7 +180,8 @@ def _run_one(check: Check, implementation: Implementation) -> Result:
         figure = run_bounded(lambda: check.run(implementation), seconds=check.seconds,
                              label=f"{slug}: {check.name}", files=implementation.files)
     except Hang as hang:
-        return Result(check, HUNG, f"{slug}: {hang}", time.perf_counter() - started, hang.text())
+        return Result(check, HUNG, f"{slug}: {hang}", time.perf_counter() - started, hang.text(),
+                      deadlock=hang.deadlock)
     except Inconclusive as why:  # the search stalled where real threads did not: undecided
         return Result(check, SKIPPED, str(why), time.perf_counter() - started)
     except Exception as exc:  # the learner's code raised where no check expects it

@@ -16,6 +16,7 @@ holds.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -103,9 +104,19 @@ def explore(slug: str, implementation: Implementation) -> RaceReport:
             figures.append(figure)
         return figure.held
 
-    found = explore_workers(implementation, lambda: scenario.setup(implementation),
-                            [worker.run for worker in scenario.workers], invariant,
-                            names=[f"thread {n} ({worker.label})" for n, worker in enumerate(scenario.workers)])
+    states: list[State] = []
+
+    def setup() -> State:
+        states.append(scenario.setup(implementation))
+        return states[-1]
+
+    try:
+        found = explore_workers(implementation, setup, [worker.run for worker in scenario.workers], invariant,
+                                names=[f"thread {n} ({worker.label})" for n, worker in enumerate(scenario.workers)])
+    finally:
+        for state in states:  # files a scenario made, even of an execution that never ended
+            if "folder" in state.seen:
+                shutil.rmtree(state.seen["folder"], ignore_errors=True)
     if found.held:
         return RaceReport(bug, implementation.name, scenario, True, found.explored, found.complete, found.seconds,
                           scope=found.scope.sentence(implementation.name))

@@ -4,9 +4,10 @@ Processes share nothing but the file, so what can interleave is their SQL
 statements. ``explore`` runs one call (the first process's) and, at each
 statement it is about to run, the whole of another call on a second connection
 to the same file (the second process's), then checks the outcome: one execution
-per statement boundary. SQLite runs one write transaction at a time, so a
-boundary inside the first call's transaction is one where the other process
-would wait for its commit; those are counted, not run. The search is complete
+per statement boundary. SQLite runs one write transaction at a time, so at a
+boundary where the first call holds the write lock the other process would
+wait for its commit: the second call is tried with a short lock wait, and
+when it times out there the boundary is counted, not judged. The search is complete
 over the interleavings in which the second call runs whole between two
 statements of the first, the shape of every lost update between two processes
 (both read before either writes).
@@ -35,6 +36,10 @@ from sessionlab.figure import Figure
 
 # How deep the lab looks among a manager's attributes for its connection.
 _SEARCH_DEPTH = 3
+# How long the second process waits for the write lock while the first holds it: long enough
+# for any statement of its own, far too short for the first to commit (it is paused).
+WAIT_MS = 100
+NORMAL_WAIT_MS = 30_000
 
 
 @dataclass
@@ -89,9 +94,21 @@ def connection_of(manager: Any) -> sqlite3.Connection:
     return found
 
 
+def _call(function: Callable[[Any], Any], manager: Any) -> Any:
+    """What the call returned, or the exception it raised (an outcome the check judges)."""
+    try:
+        return function(manager)
+    except Exception as exc:
+        return exc
+
+
 def _run(open_manager: Callable[[], Any], first: Callable[[Any], Any], second: Callable[[Any], Any],
          at: int | None) -> Execution:
-    """The first call, with the whole second call run as its statement number `at` starts."""
+    """The first call, with the whole second call run as its statement number `at` starts.
+
+    If the first holds SQLite's write lock there, the second cannot run: its connection waits
+    only WAIT_MS for the lock, fails, and the boundary is counted as one where it would wait.
+    """
     execution = Execution()
     a, b = open_manager(), open_manager()
     try:
@@ -102,18 +119,24 @@ def _run(open_manager: Callable[[], Any], first: Callable[[Any], Any], second: C
             nonlocal count
             count += 1
             if count == at and execution.inserted_at is None:
-                if conn_a.in_transaction:
-                    execution.inserted_at = -count  # the other process would wait here
+                execution.inserted_at = count
+                mark = len(execution.statements)
+                conn_b.execute(f"PRAGMA busy_timeout = {WAIT_MS}")
+                returned = _call(second, b)
+                conn_b.execute(f"PRAGMA busy_timeout = {NORMAL_WAIT_MS}")
+                if _waited(returned):
+                    execution.inserted_at = -count  # the first holds the write lock: the second would wait
+                    del execution.statements[mark:]
                 else:
-                    execution.inserted_at = count
-                    execution.returned["second"] = second(b)
+                    execution.returned["second"] = returned
             execution.statements.append(("first", sql))
 
         conn_a.set_trace_callback(follow_a)
-        conn_b.set_trace_callback(lambda sql: execution.statements.append(("second", sql)))
-        execution.returned["first"] = first(a)
+        conn_b.set_trace_callback(lambda sql: sql.startswith("PRAGMA busy_timeout")
+                                  or execution.statements.append(("second", sql)))
+        execution.returned["first"] = _call(first, a)
         if "second" not in execution.returned:  # after the first call: one after the other
-            execution.returned["second"] = second(b)
+            execution.returned["second"] = _call(second, b)
     finally:
         for manager in (a, b):
             try:
@@ -122,6 +145,12 @@ def _run(open_manager: Callable[[], Any], first: Callable[[Any], Any], second: C
                 pass
             manager.close()
     return execution
+
+
+def _waited(returned: Any) -> bool:
+    """Whether a call failed because another connection held the database's write lock."""
+    text = f"{returned} {getattr(returned, '__cause__', '') or ''} {getattr(returned, '__context__', '') or ''}"
+    return isinstance(returned, Exception) and "locked" in text.lower()
 
 
 def explore(open_manager: Callable[[], Any], setup: Callable[[], None], first: Callable[[Any], Any],

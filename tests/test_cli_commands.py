@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from sessionlab import catalogue
 from sessionlab.cli import build_parser
 from test_cli import apply_reference_fix, lab, needs_frontrun, run  # noqa: F401  (lab is a fixture)
 
@@ -176,27 +177,28 @@ def test_check_all_ends_with_how_many_are_fixed(capsys, lab):
     run(capsys, "start")
     apply_reference_fix(lab, "cleanup-leak")
     code, out, _ = run(capsys, "check", "--all")
-    assert code == 1 and out.rstrip().endswith("1 of 6 fixed. Overall: STILL BUGGY.")
+    assert code == 1 and out.rstrip().endswith("1 of 11 fixed. Overall: STILL BUGGY.")
     assert "3. cleanup-leak in workspace: FIXED" in out
     code, out, _ = run(capsys, "check", "--all", "--json")
     result = json.loads(out)
-    assert result["summary"] == "1 of 6 fixed" and result["status"] == "STILL BUGGY"
+    assert result["summary"] == "1 of 11 fixed" and result["status"] == "STILL BUGGY"
 
 
 @needs_frontrun
 def test_watch_announces_fixed_moves_on_and_sums_up(capsys, lab):
     run(capsys, "start")
-    shutil.copy2(lab / "fixed" / "manager.py", lab / "workspace" / "manager.py")
-    # Five exercises were already confirmed by a full check; the last one has just been fixed.
+    for name in ("manager.py", "persistent.py"):
+        shutil.copy2(lab / "fixed" / name, lab / "workspace" / name)
+    # Ten exercises were already confirmed by a full check; the last one has just been fixed.
     (lab / ".sessionlab").mkdir(exist_ok=True)
-    slugs = ["lost-updates", "lost-increments", "cleanup-leak", "stats-drift", "id-collision"]
+    slugs = [bug.slug for bug in catalogue.BUGS[:-1]]
     (lab / ".sessionlab" / "place.json").write_text(json.dumps(
-        {"workspace": {"current": "id-collision", "fixed": slugs}}))
+        {"workspace": {"current": slugs[-1], "fixed": slugs}}))
     code, out, _ = run(capsys, "watch", "--once", "--no-stress")
     assert code == 0, out
-    assert "6. shared-snapshot in workspace: FIXED" in out
-    assert "*** FIXED: 6. shared-snapshot: " in out and "all held" in out
-    assert "All 6 exercises are fixed" in out and "Fixed while watching: shared-snapshot." in out
+    assert "11. close-order in workspace: FIXED" in out
+    assert "*** FIXED: 11. close-order: " in out and "no background thread failed" in out
+    assert "All 11 exercises are fixed" in out and "Fixed while watching: close-order." in out
 
 
 @needs_frontrun

@@ -10,6 +10,7 @@ exercise's functions rewritten.
 from __future__ import annotations
 
 import pytest
+import persistent_variants
 from variants import variant
 
 from sessionlab import catalogue, checks, race
@@ -301,6 +302,16 @@ WRONG = {
 }
 
 
+CORRECT.update(persistent_variants.CORRECT)
+WRONG.update(persistent_variants.WRONG)
+
+
+def judged(tmp_path, name: str, slug: str, replacements: dict[str, str]) -> checks.Verdict:
+    """The deterministic verdict on a copy of buggy/ with the functions of one bug rewritten."""
+    implementation = variant(tmp_path, name, replacements, module=catalogue.find(slug).module)
+    return checks.judge(slug, implementation, stress_too=False)
+
+
 def test_every_exercise_has_one_correct_and_two_wrong_variants():
     for bug in catalogue.BUGS:
         assert bug.slug in CORRECT and len(WRONG.get(bug.slug, {})) >= 2, bug.slug
@@ -312,7 +323,7 @@ def test_every_exercise_has_one_correct_and_two_wrong_variants():
 @pytest.mark.parametrize("slug", list(CORRECT))
 def test_a_correct_fix_unlike_the_reference_is_accepted(tmp_path, slug):
     # Stress only confirms, and tests/test_unseen_fixes.py runs it on a correct fix of every bug.
-    verdict = checks.judge(slug, variant(tmp_path, "alternative", CORRECT[slug]), stress_too=False)
+    verdict = judged(tmp_path, "alternative", slug, CORRECT[slug])
     assert verdict.fixed, f"{slug}: a correct alternative fix was rejected: {verdict.evidence}"
     assert [result.check.name for result in verdict.results] == [
         check.name for check in checks.checks_for(verdict.bug) if check.kind == checks.DETERMINISTIC]
@@ -321,6 +332,6 @@ def test_a_correct_fix_unlike_the_reference_is_accepted(tmp_path, slug):
 @pytest.mark.skipif(not AVAILABLE, reason=WHY)
 @pytest.mark.parametrize("slug, name", [(slug, name) for slug, wrong in WRONG.items() for name in wrong])
 def test_a_wrong_fix_is_rejected(tmp_path, slug, name):
-    verdict = checks.judge(slug, variant(tmp_path, "wrong", WRONG[slug][name]), stress_too=False)
+    verdict = judged(tmp_path, "wrong", slug, WRONG[slug][name])
     assert not verdict.fixed, f"{slug}: the wrong fix '{name}' was accepted: {verdict.evidence}"
     assert verdict.evidence.startswith(f"{slug}: ")

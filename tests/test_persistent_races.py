@@ -1,175 +1,126 @@
-"""The persistent manager's races, under every interleaving: buggy/ breaks, fixed/ holds.
+"""The persistent track's bugs under deterministic exploration: buggy/ breaks, fixed/ holds.
 
-Each scenario runs two calls on one manager under deterministic exploration
-(frontrun): two updates of one key (stale-cache), the sweeper against a request
-that touches an idle session (expiry-race), and a read that misses the cache
-against an increment (lock-order-deadlock). The SQL runs for real; the locks
-and the cache are what the search interleaves.
-
-close-order is shown without the search: a log handler that is slow over the
-message close() logs (as a remote handler is) gives a sweeper still running the
-time to sweep a database that is already closed.
+stale-cache, expiry-race and lock-order-deadlock are races between the threads
+of one process: frontrun explores every interleaving of two calls, with the SQL
+running for real. cross-process-increment is a race between processes: the
+lab runs one process's whole increment at each statement boundary of the
+other's (``sessionlab.sqlrace``). close-order is shown by closing a manager
+whose sweeper runs every 10 ms while close() is slow to log.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import threading
-
 import pytest
 
-from sessionlab import exploration, impls
-from sessionlab.api import SessionExpired
+from sessionlab import impls, race
 from sessionlab.bounded import Hang
+from sessionlab.bugs import close_order, cross_process_increment
 
-AVAILABLE, WHY = exploration.frontrun_available()
-pytestmark = pytest.mark.skipif(not AVAILABLE, reason=WHY)
-
-START = 1_700_000_000.0
-
-
-class Run:
-    """What the two threads of one execution share."""
-
-    def __init__(self, package: str, *, ttl: float = 1800.0):
-        self.now = START
-        self.manager = impls.load(package).module.PersistentSessionManager(
-            ttl=ttl, sweep_interval=3600, clock=lambda: self.now)
-        self.session_id = self.manager.create_session("user-1", "Ada")
-        self.touched: bool | None = None
+AVAILABLE, WHY = race.frontrun_available()
+needs_frontrun = pytest.mark.skipif(not AVAILABLE, reason=WHY)
 
 
-def explore(package: str, setup, workers, invariant):
-    return exploration.explore_workers(impls.load(package), setup, workers, invariant, replays=0)
+def explored(slug: str, impl) -> None:
+    try:
+        report = race.explore(slug, impl)
+    except Hang as hang:  # the deadlock is the bug: the check failed, and says where each thread waits
+        raise AssertionError(f"lock-order-deadlock: {hang.text().removeprefix('HANGS: ')}") from None
+    assert report.held, f"{report.message}\n\n{report.text(width=110)}"
+    assert report.complete, f"{slug}: the search stopped at its budget after {report.explored} interleavings"
 
 
-def stale_cache(package: str):
-    def setup() -> Run:
-        run = Run(package)
-        run.manager.update_session(run.session_id, "cart", "empty")
-        run.manager.get_session(run.session_id)  # cached
-        return run
-
-    def cache_agrees_with_the_database(run: Run) -> bool:
-        cached = run.manager.get_session(run.session_id).metadata["cart"]
-        stored = json.loads(run.manager._db.execute(
-            "SELECT metadata FROM sessions WHERE session_id = ?", (run.session_id,)).fetchone()[0])["cart"]
-        run.manager.close()
-        return cached == stored
-
-    workers = [lambda run, n=n: run.manager.update_session(run.session_id, "cart", f"{n + 1} books") for n in (0, 1)]
-    return explore(package, setup, workers, cache_agrees_with_the_database)
+def holds(function, impl) -> None:
+    figure = function(impl)
+    assert figure.held, f"{function.__doc__.split(':')[0]}: {figure.summary}\n\n{figure.history}"
 
 
-def expiry_race(package: str):
-    def setup() -> Run:
-        run = Run(package, ttl=60)
-        run.now += 70  # idle past its ttl: the sweeper may expire it, unless the request comes first
-        return run
-
-    def sweep(run: Run) -> None:
-        run.manager.expire_sessions()
-
-    def touch(run: Run) -> None:
-        try:
-            run.manager.increment_access(run.session_id)
-            run.touched = True
-        except SessionExpired:
-            run.touched = False
-
-    def a_touched_session_is_not_expired(run: Run) -> bool:
-        status = run.manager.get_status(run.session_id)
-        run.manager.close()
-        return not (run.touched and status == "expired")
-
-    return explore(package, setup, [sweep, touch], a_touched_session_is_not_expired)
+@needs_frontrun
+@pytest.mark.stale_cache
+def test_every_interleaving_of_two_saves_leaves_the_cache_as_the_database(impl):
+    explored("stale-cache", impl)
 
 
-def lock_order(package: str):
-    def read(run: Run) -> None:
-        run.manager.get_session(run.session_id)  # not cached yet
-
-    def count(run: Run) -> None:
-        run.manager.increment_access(run.session_id)
-
-    def closes(run: Run) -> bool:
-        run.manager.close()
-        return True
-
-    return explore(package, lambda: Run(package), [read, count], closes)
+@needs_frontrun
+@pytest.mark.expiry_race
+def test_every_interleaving_of_a_sweep_and_a_touch_keeps_the_touched_session(impl):
+    explored("expiry-race", impl)
 
 
-@pytest.mark.parametrize("scenario", [stale_cache, expiry_race, lock_order], ids=lambda s: s.__name__)
-def test_fixed_holds_under_every_interleaving(scenario):
-    found = scenario("fixed")
-    assert found.held and found.complete, found.explanation
+@needs_frontrun
+@pytest.mark.lock_order_deadlock
+def test_every_interleaving_of_a_read_and_a_count_returns(impl):
+    explored("lock-order-deadlock", impl)
 
 
-def test_buggy_caches_the_older_of_two_updates():
-    found = stale_cache("buggy")
-    assert not found.held and found.explored <= 10, found.explored
+@pytest.mark.cross_process_increment
+def test_two_processes_count_both_increments_at_every_statement_boundary(impl):
+    holds(cross_process_increment.no_increment_lost_between_processes, impl)
 
 
-def test_buggy_expires_a_session_a_request_has_just_touched():
-    found = expiry_race("buggy")
-    assert not found.held and found.explored <= 10, found.explored
+@pytest.mark.close_order
+def test_close_stops_the_sweeper_before_the_database(impl):
+    holds(close_order.closed_under_its_sweeper, impl)
 
 
-def test_buggy_deadlocks_and_says_which_lines_hold_and_wait():
+# -- The figures on the pristine buggy/ ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def buggy():
+    return impls.load("buggy")
+
+
+@needs_frontrun
+def test_buggy_caches_the_older_of_two_saves(buggy):
+    report = race.explore("stale-cache", buggy)
+    assert not report.held and report.explored <= 10, report.explored
+    assert report.figure.summary.startswith("the cache serves cart = '1 book' while the database holds '2 books'"), \
+        report.figure.summary
+    assert "then the cache after releasing it" in report.why
+
+
+@needs_frontrun
+def test_buggy_expires_a_session_a_request_has_just_touched(buggy):
+    report = race.explore("expiry-race", buggy)
+    assert not report.held and report.explored <= 10, report.explored
+    assert report.figure.summary.startswith("the request counted access 1 (the session was live), and then the "
+                                            "sweep expired it anyway"), report.figure.summary
+
+
+@needs_frontrun
+def test_buggy_deadlocks_and_says_which_lines_hold_and_wait(buggy):
     with pytest.raises(Hang) as hang:
-        lock_order("buggy")
-    said = str(hang.value)
-    assert hang.value.deadlock and said.startswith("your code deadlocks"), said
-    assert "holds self._cache_lock" in said and "waits for self._db_lock" in said, said
-    assert "holds self._db_lock" in said and "waits for self._cache_lock" in said, said
+        race.explore("lock-order-deadlock", buggy)
+    said = hang.value.text()
+    assert hang.value.deadlock and said.startswith("HANGS: your code deadlocks"), said
+    assert "holds self._cache_lock, taken at persistent.py" in said and "waits for self._db_lock" in said, said
+    assert "holds self._db_lock, taken at persistent.py" in said and "waits for self._cache_lock" in said, said
     assert "in get_session" in said and "in increment_access" in said, said
 
 
-class SlowLogHandler(logging.Handler):
-    """A log handler that takes its time over the message close() logs, as a remote one does."""
-
-    def __init__(self, sweeper_died: threading.Event):
-        super().__init__()
-        self.sweeper_died = sweeper_died
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.getMessage().startswith("closed the session store"):
-            self.sweeper_died.wait(0.5)  # 50 sweeps, if the sweeper still runs
+def test_buggy_loses_one_of_two_processes_increments(buggy):
+    figure = cross_process_increment.no_increment_lost_between_processes(buggy)
+    assert figure.summary.startswith("2 increments from 2 processes, counted 1: 1 of 2 lost; the calls returned "
+                                     "[1, 1]"), figure.summary
+    statements = [line.split()[:2] for line in figure.history.splitlines() if line.startswith("  process")]
+    # process 2's whole increment runs between process 1's read and its write
+    assert statements[0] == ["process", "1"] and statements[1] == ["process", "2"], figure.history
+    assert "UPDATE sessions SET access_count = 1" in figure.history and "'s'" in figure.history
 
 
-def close_while_the_log_is_slow(package: str) -> list[str]:
-    """Close a manager whose sweeper runs every 10 ms; what the sweeper thread raised, if anything."""
-    died, raised = threading.Event(), []
-    previous = threading.excepthook
-
-    def hook(args) -> None:
-        if args.thread is not None and args.thread.name == "session-sweeper":
-            raised.append(f"{args.exc_type.__name__}: {args.exc_value}")
-            died.set()
-        else:
-            previous(args)
-
-    log = logging.getLogger(f"{package}.persistent")
-    handler, level = SlowLogHandler(died), log.level
-    threading.excepthook = hook
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    try:
-        manager = impls.load(package).module.PersistentSessionManager(sweep_interval=0.01)
-        manager.create_session("user-1", "Ada")
-        manager.close()
-    finally:
-        log.removeHandler(handler)
-        log.setLevel(level)
-        threading.excepthook = previous
-    return raised
+def test_the_interleaving_never_shows_a_session_id(buggy):
+    outcome, hide = cross_process_increment.statement_race(buggy)
+    (session_id,) = hide
+    figure = cross_process_increment.no_increment_lost_between_processes(buggy)
+    assert session_id not in figure.history and len(session_id) > 20
 
 
-def test_fixed_stops_the_sweeper_before_it_closes_the_database():
-    assert close_while_the_log_is_slow("fixed") == []
+def test_fixed_lets_the_other_process_in_only_outside_its_transaction():
+    outcome, _ = cross_process_increment.statement_race(impls.load("fixed"))
+    assert outcome.held and outcome.boundaries == outcome.waits + outcome.explored - 1, outcome.scope()
 
 
-def test_buggy_closes_the_database_under_its_running_sweeper():
-    raised = close_while_the_log_is_slow("buggy")
-    assert raised == ["SessionError: the session manager is closed"], raised
+def test_buggy_closes_the_database_under_its_running_sweeper(buggy):
+    figure = close_order.closed_under_its_sweeper(buggy)
+    assert figure.got == "1 failed", figure.summary
+    assert "the session-sweeper raised SessionError: the session manager is closed" in figure.summary

@@ -51,13 +51,21 @@ def buggy():
     return impls.load("buggy")
 
 
+def races() -> list[str]:
+    """The races whose bad interleaving ends (a deadlock is reported as a Hang: test_persistent_races)."""
+    from sessionlab import catalogue
+    from sessionlab.bugs import DEADLOCK
+
+    return [slug for slug in race.scenarios() if catalogue.find(slug).bug_class != DEADLOCK]
+
+
 @pytest.fixture(scope="module")
 def reports(buggy):
-    return {slug: race.explore(slug, buggy) for slug in race.scenarios()}
+    return {slug: race.explore(slug, buggy) for slug in races()}
 
 
 def test_the_search_is_deterministic(buggy, reports):
-    again = {slug: race.explore(slug, buggy) for slug in race.scenarios()}
+    again = {slug: race.explore(slug, buggy) for slug in races()}
     for slug, report in reports.items():
         assert (again[slug].schedule, again[slug].explored, again[slug].figure) == (
             report.schedule, report.explored, report.figure), slug

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -10,8 +11,10 @@ from contextlib import contextmanager
 
 from sessionlab.bugs import ORDER_VIOLATION, Bug
 from sessionlab.bugs.persistent import MANAGER
+from sessionlab.exploration import Inconclusive
 from sessionlab.figure import Figure
 from sessionlab.impls import Implementation
+from sessionlab.sqlrace import connection_of
 from sessionlab.stress import NewManager, Scenario
 
 BUG = Bug(
@@ -26,8 +29,8 @@ BUG = Bug(
     ),
     symptom="every deploy or restart logs a crash of the sweeper thread, and sometimes a half-done sweep",
     scenario=(
-        "a manager sweeping every 10 ms is closed while its log is slow to write (as a remote log "
-        "is); no background thread may fail"
+        "a manager sweeping every 10 ms is closed in the middle of a sweep, with a slow log (as a "
+        "remote log is); no background thread may fail"
     ),
     functions=("PersistentSessionManager.close",),
     module="persistent.py",
@@ -35,6 +38,10 @@ BUG = Bug(
 )
 
 SWEEP_INTERVAL = 0.01
+# A sweep that has started is held this long at most, waiting for close() to close the database.
+HOLD_SECONDS = 0.2
+# How long the check waits for the sweeper to start a sweep (it does every SWEEP_INTERVAL).
+WAIT_FOR_A_SWEEP = 1.0
 # How long each log line is held up while close() runs: 50 sweeps, if the sweeper still runs.
 SLOW_LOG_SECONDS = 0.5
 
@@ -84,13 +91,45 @@ def _background_failures() -> Iterator[tuple[list[str], _SlowWhileClosing]]:
         threading.excepthook = previous
 
 
+class _SweepHeldOpen:
+    """The manager's clock. Once armed, the first call from another thread (the sweeper, as a sweep
+    starts) is held until the database is closed or HOLD_SECONDS pass: close() then runs while a
+    sweep is under way, and a sweep that outlives the database shows."""
+
+    def __init__(self, closer: threading.Thread):
+        self.closer, self.armed, self.held = closer, threading.Event(), threading.Event()
+        self.connection: sqlite3.Connection | None = None
+
+    def __call__(self) -> float:
+        if self.armed.is_set() and not self.held.is_set() and threading.current_thread() is not self.closer:
+            self.held.set()
+            deadline = time.monotonic() + HOLD_SECONDS
+            while time.monotonic() < deadline and _is_open(self.connection):
+                time.sleep(0.001)
+        return time.time()
+
+
+def _is_open(connection: sqlite3.Connection | None) -> bool:
+    try:
+        return connection is not None and connection.total_changes >= 0
+    except sqlite3.ProgrammingError:  # "Cannot operate on a closed database."
+        return False
+
+
 def close_while_sweeping(new_manager: NewManager) -> Figure:
-    """Close a manager whose sweeper runs every 10 ms while every log line close() writes is slow."""
+    """Close a manager in the middle of a sweep (its sweeper runs every 10 ms), with a slow log."""
     with _background_failures() as (raised, handler):
+        clock = _SweepHeldOpen(threading.current_thread())
         before = set(threading.enumerate())
-        manager = new_manager(sweep_interval=SWEEP_INTERVAL)
+        manager = new_manager(sweep_interval=SWEEP_INTERVAL, clock=clock)
         handler.threads = [thread for thread in threading.enumerate() if thread not in before]
+        try:
+            clock.connection = connection_of(manager)
+        except Inconclusive:
+            clock.connection = None  # nothing to hold the sweep open for: the slow log alone
         manager.delete_session(manager.create_session("user-1", "Ada"))  # a row for the sweeper to purge
+        clock.armed.set()
+        clock.held.wait(WAIT_FOR_A_SWEEP)  # a sweep has started, and waits for close()
         handler.closing = True
         try:
             manager.close()
@@ -98,9 +137,9 @@ def close_while_sweeping(new_manager: NewManager) -> Figure:
             handler.closing = False
     if not raised:
         return Figure(True, "no thread fails", "none failed",
-                      "the manager was closed while its sweeper ran every 10 ms; no background thread failed")
+                      "the manager was closed in the middle of a sweep; no background thread failed")
     return Figure(False, "no thread fails", f"{len(raised)} failed",
-                  f"closing the manager while its sweeper ran: the {raised[0]} (the database was closed "
+                  f"closing the manager in the middle of a sweep: the {raised[0]} (the database was closed "
                   f"under a sweeper that was still running)")
 
 

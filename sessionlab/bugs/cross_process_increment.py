@@ -110,6 +110,13 @@ def statement_race(implementation: Implementation) -> tuple[sqlrace.Outcome, dic
     def check(execution: sqlrace.Execution) -> Figure:
         with open_manager() as manager:
             counted = manager.get_session(session["id"]).access_count
+        failed = {who: value for who, value in execution.returned.items() if isinstance(value, Exception)}
+        if failed:
+            who, error = next(iter(failed.items()))
+            process = "process 1" if who == "first" else "process 2"
+            return Figure(False, "2", str(counted),
+                          f"2 increments from 2 processes, counted {counted}: {process}'s increment failed with "
+                          f"{type(error).__name__}: {error}")
         returned = sorted(execution.returned.values())
         if counted == 2 and returned == [1, 2]:
             return Figure(True, "2", "2", "2 increments from 2 processes, counted 2; the calls returned 1 and 2")

@@ -7,7 +7,7 @@ import threading
 
 from sessionlab.api import SessionExpired
 from sessionlab.bugs import ATOMICITY_VIOLATION, Bug
-from sessionlab.bugs.persistent import MANAGER, QUIET, Clock, logging_to_a_file, new_state
+from sessionlab.bugs.persistent import MANAGER, QUIET, finish, Clock, logging_to_a_file, new_state
 from sessionlab.figure import Figure
 from sessionlab.race import RaceScenario, State, Worker
 from sessionlab.stress import NewManager, Scenario, run_threads
@@ -113,7 +113,7 @@ def _touched_stays(state: State) -> Figure:
     try:
         status = state.manager.get_status(state.session_id)
     finally:
-        state.manager.close()
+        finish(state)
     count = state.seen.get("count")
     if count is None:
         return Figure(True, "expired, touch refused", status,

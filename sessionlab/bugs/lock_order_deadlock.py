@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from sessionlab.bugs import DEADLOCK, Bug
-from sessionlab.bugs.persistent import MANAGER, QUIET, new_state
+from sessionlab.bugs.persistent import MANAGER, QUIET, finish, new_state
 from sessionlab.figure import Figure
 from sessionlab.race import RaceScenario, State, Worker
 from sessionlab.stress import NewManager, Scenario, run_threads
@@ -32,6 +32,8 @@ BUG = Bug(
 
 THREADS = 2
 CALLS_EACH = 500
+# A round takes about 30 ms; one still running after this long has hung.
+DEADLINE = 3.0
 
 
 def stress_round(new_manager: NewManager) -> Figure:
@@ -49,7 +51,7 @@ def stress_round(new_manager: NewManager) -> Figure:
 
     # A deadlock raises Hang, saying where each thread waits. The manager is left as it is
     # then: closing it would wait for the locks its deadlocked threads hold.
-    run_threads(THREADS, worker, barriers=[barrier])
+    run_threads(THREADS, worker, barriers=[barrier], deadline=DEADLINE)
     with manager:
         count = manager.get_session(session_id).access_count
     expected = CALLS_EACH * (THREADS // 2)
@@ -75,7 +77,7 @@ def _both_returned(state: State) -> Figure:
     try:
         count = state.manager.get_session(state.session_id).access_count
     finally:
-        state.manager.close()
+        finish(state)
     read = state.seen.get("read")
     if count == 1 and read in (0, 1):
         return Figure(True, "both return", "both return",
@@ -89,7 +91,7 @@ RACE = RaceScenario(
     "one request reads the session while another counts an access to it",
     (Worker("get_session(s)", _read), Worker("increment_access(s)", _count)),
     _both_returned,
-    prepare=new_state,
+    prepare=lambda implementation: new_state(implementation, cold=True),  # the read misses the cache
 )
 
 CHECKS = ()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,17 +33,37 @@ class Clock:
         return self.now
 
 
-def new_state(implementation: Implementation, *, ttl: float = 1800.0, idle: float = 0.0) -> State:
-    """A fresh persistent manager with one session, its clock moved on by idle seconds."""
+def new_state(implementation: Implementation, *, ttl: float = 1800.0, idle: float = 0.0,
+              cold: bool = False) -> State:
+    """A fresh persistent manager with one session, its clock moved on by idle seconds.
+
+    cold: the session was created by an earlier manager on the same file, so this one's cache
+    starts without it (the first read is a miss).
+    """
     clock = Clock()
-    manager = implementation.new(MANAGER, ttl=ttl, sweep_interval=QUIET, clock=clock)
+    folder = tempfile.mkdtemp(prefix="sessionlab-")
+    path = os.path.join(folder, "sessions.sqlite3")
+    open_manager = lambda: implementation.new(MANAGER, path=path, ttl=ttl, sweep_interval=QUIET,  # noqa: E731
+                                              clock=clock)
     try:
+        manager = open_manager()
         session_id = manager.create_session("user-1", "Ada")
+        if cold:
+            manager.close()
+            manager = open_manager()
     except BaseException:
-        manager.close()
+        shutil.rmtree(folder, ignore_errors=True)
         raise
     clock.now += idle
-    return State(manager, session_id, {"clock": clock})
+    return State(manager, session_id, {"clock": clock, "folder": folder})
+
+
+def finish(state: State) -> None:
+    """Close the scenario's manager and remove its file."""
+    try:
+        state.manager.close()
+    finally:
+        shutil.rmtree(state.seen["folder"], ignore_errors=True)
 
 
 def stored(implementation: Implementation, manager: Any, session_id: str) -> Any:

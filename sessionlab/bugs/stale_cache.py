@@ -6,7 +6,7 @@ import logging
 import threading
 
 from sessionlab.bugs import ATOMICITY_VIOLATION, Bug
-from sessionlab.bugs.persistent import MANAGER, QUIET, logging_to_a_file, new_state, stored
+from sessionlab.bugs.persistent import MANAGER, QUIET, finish, logging_to_a_file, new_state, stored
 from sessionlab.figure import Figure
 from sessionlab.impls import Implementation
 from sessionlab.race import RaceScenario, State, Worker
@@ -99,7 +99,7 @@ def _cache_agrees(state: State) -> Figure:
         cached = state.manager.get_session(state.session_id).metadata.get("cart")
         in_database = stored(state.seen["implementation"], state.manager, state.session_id).metadata.get("cart")
     finally:
-        state.manager.close()
+        finish(state)
     if cached == in_database:
         return Figure(True, f"cart = {in_database!r}", f"cart = {cached!r}",
                       f"the cache and the database both hold cart = {cached!r}")
