@@ -91,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = command("demo", "observing:cmd_demo", "observe every bug on buggy/ and fixed/ side by side")
     demo.add_argument("--impl", metavar="PATH", help=f"show this implementation instead of buggy/ ({IMPL_HELP})")
+    demo.add_argument("--track", type=int, choices=(1, 2),
+                      help="only this track's bugs: 1, the in-memory manager; 2, the persistent one (default: both)")
     json_option(demo, "the results")
 
     observe = command("observe", "observing:cmd_observe", "observe one bug's stress scenario on real threads")

@@ -126,7 +126,8 @@ def outcome(observation: Observation) -> str:
 def cmd_demo(args: argparse.Namespace) -> int:
     mine = require(load(args.impl), args) if args.impl else require(load("buggy"), args)
     fixed = require(load("fixed"), args)
-    bugs = [bug for bug in catalogue.BUGS if bug.slug in stress.scenarios()]
+    shown = catalogue.track(args.track) if getattr(args, "track", None) else catalogue.BUGS
+    bugs = [bug for bug in shown if bug.slug in stress.scenarios()]
     progress = Progress()
     started = time.perf_counter()
     results = [(bug, observe_one(bug, mine, progress), observe_one(bug, fixed, progress)) for bug in bugs]
