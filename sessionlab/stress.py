@@ -31,6 +31,7 @@ import platform
 import random
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -80,6 +81,9 @@ class Scenario:
     # The lowest rate at which one round breaks on buggy that we count on (see module docstring).
     round_rate: float
     check_history: bool = True
+    # Switches asked for at random lines of the code under test (see fast_switching): for windows
+    # so short that how often the scheduler lands in them depends on the machine.
+    noise: float = 0.0
 
     def run(self, new_manager: NewManager) -> Figure:
         """One round; with check_history, its recorded history must be linearizable too."""
@@ -182,15 +186,52 @@ def calibrate(slug: str, rate: Rate) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
+# The probability of a switch before each line of the code under test, in the stress threads of
+# a scenario that asks for noise.
+NOISE = 0.1
+
+
 @contextmanager
-def fast_switching(interval: float = SWITCH_INTERVAL) -> Iterator[None]:
-    """Make the interpreter hand the GIL between threads far more often, then restore it."""
-    previous = sys.getswitchinterval()
+def fast_switching(interval: float = SWITCH_INTERVAL, noise: float = 0.0) -> Iterator[None]:
+    """Make the interpreter hand the GIL between threads far more often, then restore it.
+
+    Threads started inside the block also get noise: before a line of the code under test
+    (any file outside the standard library, site-packages and the lab), a thread gives the
+    interpreter away with probability `noise`. How often a scheduler switches threads inside a
+    short window depends on the machine (a fast CPU leaves the window before the switch
+    interval is up); a switch that the code itself asks for does not.
+    """
+    previous, tracer = sys.getswitchinterval(), threading.gettrace()
     sys.setswitchinterval(interval)
+    if noise > 0:
+        threading.settrace(_noise_maker(noise))
     try:
         yield
     finally:
         sys.setswitchinterval(previous)
+        threading.settrace(tracer)
+
+
+def _noise_maker(probability: float) -> Callable[..., Any]:
+    """A trace function (for threading.settrace) that yields at random lines of the code under test."""
+    from sessionlab.bounded import matcher
+
+    mine = matcher(None)
+    chances = threading.local()  # each thread's own generator: never the global one
+
+    def line(frame: Any, event: str, arg: Any) -> Any:
+        if event == "line" and chances.random() < probability:
+            time.sleep(0)  # gives up the interpreter: another thread runs
+        return line
+
+    def call(frame: Any, event: str, arg: Any) -> Any:
+        if not mine(frame.f_code.co_filename):
+            return None
+        if not hasattr(chances, "random"):
+            chances.random = random.Random(threading.get_ident()).random
+        return line
+
+    return call
 
 
 # A round whose threads have not all finished after this long is a hang, not a slow round.
@@ -262,7 +303,7 @@ def observe(
     """Run a bug's scenario until a round breaks or max_rounds rounds have held."""
     scenario = scenario_for(slug)
     limit = scenario.max_rounds if max_rounds is None else max_rounds
-    with fast_switching():
+    with fast_switching(noise=scenario.noise):
         for round_number in range(1, limit + 1):
             figure = scenario.run(new_manager)
             if progress is not None:
@@ -277,7 +318,7 @@ def round_rate(slug: str, new_manager: NewManager, runs: int,
     """Run single rounds; return how many of them broke, and the first figure that did."""
     scenario = scenario_for(slug)
     broke, example = 0, None
-    with fast_switching():
+    with fast_switching(noise=scenario.noise):
         for run in range(1, runs + 1):
             figure = scenario.run(new_manager)
             if not figure.held:

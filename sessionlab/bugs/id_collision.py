@@ -8,7 +8,7 @@ from sessionlab.bugs import SECURITY, Bug
 from sessionlab.figure import Figure
 from sessionlab.impls import Implementation
 from sessionlab.race import RaceScenario, State, Worker
-from sessionlab.stress import NewManager, Scenario, run_threads
+from sessionlab.stress import NOISE, NewManager, Scenario, run_threads
 
 BUG = Bug(
     number=5,
@@ -65,7 +65,7 @@ def stress_round(new_manager: NewManager) -> Figure:
     )
 
 
-STRESS = Scenario(BUG, stress_round, round_rate=0.4)
+STRESS = Scenario(BUG, stress_round, round_rate=0.7, noise=NOISE)
 
 
 # -- Race: two users log in at the same moment --------------------------------------------

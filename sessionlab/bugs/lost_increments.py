@@ -8,7 +8,7 @@ from collections import Counter
 from sessionlab.bugs import ATOMICITY_VIOLATION, Bug
 from sessionlab.figure import Figure
 from sessionlab.race import RaceScenario, State, Worker
-from sessionlab.stress import NewManager, Scenario, run_threads
+from sessionlab.stress import NOISE, NewManager, Scenario, run_threads
 
 BUG = Bug(
     number=2,
@@ -65,7 +65,7 @@ def lost_or_extra(expected: int, counted: int) -> str:
     return f"{counted - expected} counted that never happened"
 
 
-STRESS = Scenario(BUG, stress_round, round_rate=0.3)
+STRESS = Scenario(BUG, stress_round, round_rate=0.7, noise=NOISE)
 
 
 # -- Race: two requests count one access each ------------------------------------------

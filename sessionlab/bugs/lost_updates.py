@@ -7,7 +7,7 @@ import threading
 from sessionlab.bugs import ATOMICITY_VIOLATION, Bug
 from sessionlab.figure import Figure, plural
 from sessionlab.race import RaceScenario, State, Worker
-from sessionlab.stress import NewManager, Scenario, run_threads
+from sessionlab.stress import NOISE, NewManager, Scenario, run_threads
 
 BUG = Bug(
     number=1,
@@ -75,7 +75,7 @@ def stress_round(new_manager: NewManager) -> Figure:
     )
 
 
-STRESS = Scenario(BUG, stress_round, round_rate=0.7)
+STRESS = Scenario(BUG, stress_round, round_rate=0.7, noise=NOISE)
 
 
 # -- Race: two requests change different keys of one session -------------------------

@@ -74,7 +74,7 @@ def observe_one(bug: Bug, implementation: impls.Implementation, progress: Progre
     limit = stress.scenario_for(bug.slug).max_rounds if rounds is None else rounds
     shown = progress.rounds(label)
     try:
-        with stress.fast_switching():
+        with stress.fast_switching(noise=stress.scenario_for(bug.slug).noise):
             for number in range(1, limit + 1):
                 figure = bounded_round(bug, implementation, label)
                 shown(number, limit)
@@ -92,7 +92,7 @@ def round_rate(bug: Bug, implementation: impls.Implementation, runs: int,
     shown = progress.rounds(label)
     broke, example = 0, None
     try:
-        with stress.fast_switching():
+        with stress.fast_switching(noise=stress.scenario_for(bug.slug).noise):
             for number in range(1, runs + 1):
                 figure = bounded_round(bug, implementation, label)
                 if not figure.held:
