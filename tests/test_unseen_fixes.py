@@ -51,7 +51,7 @@ AVAILABLE, WHY = race.frontrun_available()
 
 pytestmark = pytest.mark.skipif(not AVAILABLE, reason=WHY)
 
-# A hang is decided within the judge's own bounds (3 s for the contract, a lock cycle at once
+# A hang is decided within the judge's own bounds (1.5 s for the contract, a lock cycle at once
 # under exploration); the whole verdict must come well within this.
 HANG_VERDICT_SECONDS = 25.0
 

@@ -117,6 +117,40 @@ def build_parser() -> argparse.ArgumentParser:
     tracing_options(racing)
     json_option(racing, "the reports")
 
+    serve = command("serve", "serving:cmd_serve",
+                    "serve a manager behind a web app on gunicorn, on this machine (Ctrl-C stops it)")
+    serve.add_argument("--impl", metavar="PATH",
+                       help=f"the implementation to serve (default: your working copy once made, else buggy). "
+                            f"{IMPL_HELP}")
+    serve.add_argument("--store", default="memory", metavar="STORE",
+                       help="memory (SessionManager, one process) or sqlite:PATH (PersistentSessionManager, "
+                            "several processes sharing the file); default: memory")
+    serve.add_argument("--host", default="127.0.0.1", help="the address to listen on (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="the port (default: 8000)")
+    serve.add_argument("--workers", type=_at_least_one, metavar="N",
+                       help="worker processes (default: 1 for memory, 4 for sqlite)")
+    serve.add_argument("--threads", type=_at_least_one, default=8, metavar="N",
+                       help="threads per worker (default: 8)")
+    serve.add_argument("--public", action="store_true", help="allow an address that is not loopback")
+    serve.add_argument("--switch-interval", type=float, default=1e-6, metavar="SECONDS",
+                       help="the workers' thread switch interval (default: 1e-6, as in the lab's stress tests; "
+                            "CPython's own is 0.005)")
+    serve.add_argument("--noise", type=float, default=0.1, metavar="P",
+                       help="chance of a thread switch before each line of the served code (default: 0.1, as "
+                            "in the stress tests; 0 for none)")
+
+    loading = command("load", "serving:cmd_load",
+                      "drive a served app with concurrent users; print what they saw (loopback only)")
+    loading.add_argument("--url", default="http://127.0.0.1:8000", help="the app (default: http://127.0.0.1:8000)")
+    loading.add_argument("--users", type=_at_least_one, default=20, metavar="U", help="users (default: 20)")
+    loading.add_argument("--tabs", type=_at_least_one, default=4, metavar="T",
+                         help="tabs per user, each its own connection, all at once (default: 4)")
+    loading.add_argument("--requests", type=_at_least_one, default=40, metavar="R",
+                         help="requests per user, shared among its tabs (default: 40)")
+    loading.add_argument("--seconds", type=float, default=30.0, metavar="S",
+                         help="stop making requests after S seconds (default: 30)")
+    json_option(loading, "what users saw")
+
     start = command("start", "learner:cmd_start", "make your working copy of buggy/ in workspace/ (once)")
     start.add_argument("--fresh", action="store_true",
                        help="start over: keep your current copy in .sessionlab/saved/, then copy buggy/ again")
