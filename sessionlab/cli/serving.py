@@ -48,6 +48,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except SystemExit as stop:  # gunicorn ends with sys.exit: 0 after a clean stop
         if stop.code not in (0, None):
             raise CommandError(f"the server stopped with status {stop.code} (is port {args.port} in use?)")
+    print("sessionlab serve: stopped")
     return EXIT_OK
 
 
