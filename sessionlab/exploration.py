@@ -52,6 +52,28 @@ def frontrun_available() -> tuple[bool, str]:
     return True, ""
 
 
+def _walk_past_objects_that_raise() -> None:
+    """frontrun 0.7 walks every object a scenario's state reaches, reading each one's __dict__; a
+    context proxy (Flask's request, once Flask is imported anywhere in the process) raises when
+    read outside its context, and the whole search fails. Such an object is left unwalked."""
+    try:
+        from frontrun._opcode_observer import StableObjectIds
+    except ImportError:
+        return
+    original = StableObjectIds.__dict__.get("_enqueue_children")
+    if not isinstance(original, staticmethod) or getattr(original.__func__, "_sessionlab", False):
+        return
+
+    def enqueue_children(obj: object, queue: Any) -> None:
+        try:
+            original.__func__(obj, queue)
+        except Exception:  # it raised when looked at: not a state the threads share
+            pass
+
+    enqueue_children._sessionlab = True  # type: ignore[attr-defined]
+    StableObjectIds._enqueue_children = staticmethod(enqueue_children)
+
+
 # -- What the search traces ----------------------------------------------------------
 
 
@@ -184,6 +206,7 @@ def explore_workers(
     import frontrun
     from frontrun._cooperative import patch_locks, unpatch_locks
 
+    _walk_past_objects_that_raise()
     patterns, scope = scope_of(implementation)
     started = time.perf_counter()
     events: list[Any] = []

@@ -82,7 +82,7 @@ STRESS = Scenario(BUG, stress_round, round_rate=0.3, check_history=False)
 
 def _prepare(implementation: Implementation) -> State:
     state = new_state(implementation)
-    state.seen["implementation"] = implementation
+    state.seen["stored"] = lambda: stored(implementation, state.manager, state.session_id)  # a closure: not walked
     state.manager.update_session(state.session_id, "cart", "empty")
     return state
 
@@ -97,7 +97,7 @@ def _save(value: str) -> Worker:
 def _cache_agrees(state: State) -> Figure:
     try:
         cached = state.manager.get_session(state.session_id).metadata.get("cart")
-        in_database = stored(state.seen["implementation"], state.manager, state.session_id).metadata.get("cart")
+        in_database = state.seen["stored"]().metadata.get("cart")
     finally:
         finish(state)
     if cached == in_database:

@@ -15,8 +15,6 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from gunicorn.app.base import BaseApplication
-
 from sessionlab import impls
 
 MEMORY, SQLITE = "memory", "sqlite"
@@ -49,23 +47,6 @@ def new_manager(spec: str, store: Store) -> Any:
     return implementation.new("PersistentSessionManager", path=store.path)
 
 
-class _Gunicorn(BaseApplication):  # type: ignore[misc]
-    """gunicorn, configured from a dict, loading the app in each worker."""
-
-    def __init__(self, spec: str, store: Store, options: dict[str, Any]):
-        self.spec, self.store, self.options = spec, store, options
-        super().__init__()
-
-    def load_config(self) -> None:
-        for key, value in self.options.items():
-            self.cfg.set(key, value)
-
-    def load(self) -> Any:
-        from sessionlab.web.app import create_app
-
-        return create_app(new_manager(self.spec, self.store), label=f"{self.spec} ({self.store})")
-
-
 def serve(spec: str, store: Store, *, host: str = "127.0.0.1", port: int = 8000, workers: int | None = None,
           threads: int = 8, switch_interval: float = 1e-6, noise: float = 0.1) -> None:
     """Serve until Ctrl-C (or SIGTERM): gunicorn stops its workers gracefully.
@@ -79,12 +60,26 @@ def serve(spec: str, store: Store, *, host: str = "127.0.0.1", port: int = 8000,
     if store.kind == MEMORY and workers != 1:
         raise ValueError("the in-memory store lives in one process: it takes one worker (use --threads)")
     new_manager(spec, store).close()  # fail here, in one line, rather than in every worker
+    from gunicorn.app.base import BaseApplication
+
+    class Gunicorn(BaseApplication):  # type: ignore[misc]
+        """gunicorn, configured from a dict, loading the app in each worker."""
+
+        def load_config(self) -> None:
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            from sessionlab.web.app import create_app
+
+            return create_app(new_manager(spec, store), label=f"{spec} ({store})")
+
     options = {
         "bind": f"{host}:{port}", "workers": workers, "threads": threads, "worker_class": "gthread",
         "accesslog": None, "errorlog": "-", "loglevel": "warning", "graceful_timeout": 5, "timeout": 30,
         "proc_name": "sessionlab-serve", "post_worker_init": _stress_settings(switch_interval, noise),
     }
-    _Gunicorn(spec, store, options).run()
+    Gunicorn().run()
 
 
 def _stress_settings(switch_interval: float, noise: float):
