@@ -289,7 +289,7 @@ EXAMPLES = {"cross-process-increment": 4, "close-order": 4}
 
 def run_machine(slug: str, impl) -> None:
     run_state_machine_as_test(lambda: machine_for(slug, impl)(),
-                              settings=settings(max_examples=EXAMPLES.get(slug, 15)))
+                              settings=settings(max_examples=EXAMPLES.get(slug, 10)))
 
 
 @needs_frontrun
