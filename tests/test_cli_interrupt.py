@@ -99,5 +99,5 @@ def test_ctrl_c_ends_a_check_whose_threads_are_stuck(lab):
     assert text.count(old) == 1
     stuck = "        with self._lock, self._lock:\n            record.metadata = metadata"
     manager.write_text(text.replace(old, stuck))
-    assert_interrupts(["check", "lost-updates"], lab, "stuck")  # the contract check waits 1.5 s for a lock
+    assert_interrupts(["check", "lost-updates"], lab, "stuck")  # the contract check waits 1 s for a lock
     assert_interrupts(["observe", "lost-updates"], lab, "stuck observe")

@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 from hypothesis import assume, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+from hypothesis.stateful import (Bundle, RuleBasedStateMachine, initialize, invariant, rule,
+                                 run_state_machine_as_test)
 
 from sessionlab import api, catalogue, race
 from sessionlab.api import IllegalTransition, SessionExpired, SessionNotFound
@@ -212,6 +213,13 @@ class PersistentMachine(RuleBasedStateMachine):
 
 
 class StaleCache:
+    @initialize(target=sessions)
+    def first_two_saves_at_once(self):
+        """Every run starts with the bug's own burst, then goes on with the rules."""
+        session = self.log_in("ada", "ada")
+        self.two_saves_of_one_key_at_once(session, ["dark", "3 books"])
+        return session
+
     @rule(session=sessions, values=st.lists(VALUES, min_size=2, max_size=2, unique=True))
     def two_saves_of_one_key_at_once(self, session, values):
         assume(self.live(session))
@@ -226,6 +234,13 @@ class StaleCache:
 
 
 class ExpiryRace:
+    @initialize(target=sessions)
+    def first_a_sweep_while_the_user_comes_back(self):
+        """Every run starts with the bug's own burst, then goes on with the rules."""
+        session = self.log_in("ada", "ada")
+        self.a_sweep_while_the_user_comes_back(session)
+        return session
+
     @rule(session=sessions)
     def a_sweep_while_the_user_comes_back(self, session):
         assume(self.live(session) and self.status[session] in ("pending", "in_progress"))
@@ -248,6 +263,13 @@ class ExpiryRace:
 
 
 class LockOrderDeadlock:
+    @initialize(target=sessions)
+    def first_a_read_and_a_count_at_once(self):
+        """Every run starts with the bug's own burst, then goes on with the rules."""
+        session = self.log_in("ada", "ada")
+        self.a_read_and_a_count_at_once(session)
+        return session
+
     @rule(session=sessions)
     def a_read_and_a_count_at_once(self, session):
         assume(self.live(session))
@@ -257,19 +279,17 @@ class LockOrderDeadlock:
 
 
 class CrossProcessIncrement:
-    @rule(session=sessions)
-    def two_processes_count_at_once(self, session):
-        assume(self.live(session) and not getattr(self, "explored", False))  # once per run: it takes 0.3 s
-        self.explored = True
+    @initialize()
+    def two_processes_count_at_once(self):
+        """Once per run (it takes 0.3 s, and does not depend on the machine's state)."""
         figure = cross_process_increment.no_increment_lost_between_processes(self.implementation)
         assert figure.held, figure.summary
 
 
 class CloseOrder:
-    @rule()
+    @initialize()
     def close_in_the_middle_of_a_sweep(self):
-        assume(not getattr(self, "closed_once", False))  # once per run: it takes 0.2 s on correct code
-        self.closed_once = True
+        """Once per run (it takes 0.2 s on correct code, and does not depend on the machine's state)."""
         figure = close_order.closed_under_its_sweeper(self.implementation)
         assert figure.held, figure.summary
 
