@@ -733,7 +733,7 @@ RIGHT.append(Right("cleanup-leak", "swap in a fresh queue and release all of the
         for record in pending:
             self._release(record)  # a session that stored nothing is released too
     ''',
-}))
+}, stress=True))
 
 RIGHT.append(Right("cleanup-leak", "requeue only a session whose data is still there", {
     "SessionManager._run_cleanup": '''
@@ -766,7 +766,7 @@ RIGHT.append(Right("stats-drift", "a re-entrant lock around find, remove and cou
             self._run_cleanup()
             self._active_sessions -= 1
     ''',
-}))
+}, stress=True))
 
 RIGHT.append(Right("stats-drift", "count the store, and let the remove under the lock decide", {
     "SessionManager.delete_session": '''
@@ -833,7 +833,7 @@ RIGHT.append(Right("shared-snapshot", "copy the metadata in get_session, under t
             # copied while the lock is held: no logout can clear it halfway
             return dataclasses.replace(record.snapshot(), metadata=MappingProxyType(dict(record.metadata)))
     ''',
-}))
+}, stress=True))
 
 RIGHT.append(Right("shared-snapshot", "a deep copy in the snapshot", {
     "_Record.snapshot": '''
