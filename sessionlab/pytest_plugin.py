@@ -81,6 +81,10 @@ def pytest_configure(config: pytest.Config) -> None:
         # Each failure's report is printed once, above; on CI pytest would repeat it whole in
         # the short summary. One line per failure there, as on a terminal.
         config.option.force_short_summary = True
+    if _learner_mode(config) and getattr(config.option, "showcapture", None) == "all":
+        # The managers log every login and logout: under a failure, the lab's figure is the
+        # message, not the log (--show-capture=log brings it back).
+        config.option.showcapture = "stdout"
 
 
 def _learner_mode(config: pytest.Config) -> bool:
