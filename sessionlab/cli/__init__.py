@@ -151,6 +151,22 @@ def build_parser() -> argparse.ArgumentParser:
                          help="stop making requests after S seconds (default: 30)")
     json_option(loading, "what users saw")
 
+    benching = command("bench", "benching:cmd_bench",
+                       "operations per second of buggy/, fixed/, your copy and two baselines, at 1, 4, 16 threads")
+    benching.add_argument("--impl", action="append", metavar="PATH",
+                          help=f"an implementation to time, repeatable (default: buggy, fixed, and your working "
+                               f"copy once made). {IMPL_HELP}")
+    benching.add_argument("--threads", type=_at_least_one, nargs="+", default=[1, 4, 16], metavar="N",
+                          help="thread counts (default: 1 4 16)")
+    benching.add_argument("--workloads", nargs="+", default=["create", "get", "update", "increment", "delete",
+                                                              "mixed"], metavar="W",
+                          help="create, get, update, increment, delete, mixed (default: all)")
+    benching.add_argument("--repeats", type=_at_least_one, default=5, metavar="N",
+                          help="interleaved runs per figure; the median is shown (default: 5)")
+    benching.add_argument("--operations", type=_at_least_one, default=20_000, metavar="N",
+                          help="operations per run, shared among the threads (default: 20000)")
+    json_option(benching, "every figure")
+
     start = command("start", "learner:cmd_start", "make your working copy of buggy/ in workspace/ (once)")
     start.add_argument("--fresh", action="store_true",
                        help="start over: keep your current copy in .sessionlab/saved/, then copy buggy/ again")

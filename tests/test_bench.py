@@ -1,0 +1,46 @@
+"""sessionlab bench: the figures it prints are measured on every implementation and baseline it names.
+
+Timings are never asserted; what is checked is that each figure comes from runs that did the work.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sessionlab import baselines, bench
+from sessionlab.api import SessionNotFound
+from sessionlab.cli import main
+
+
+@pytest.mark.parametrize("name, factory", baselines.available())
+def test_each_baseline_keeps_the_contract_the_benchmark_uses(name, factory):
+    store = factory()
+    ada = store.create_session("u-1", "Ada")
+    store.update_session(ada, "theme", "dark")
+    assert [store.increment_access(ada) for _ in range(3)] == [1, 2, 3]
+    session = store.get_session(ada)
+    assert (session.user_id, session.access_count, dict(session.metadata)) == ("u-1", 3, {"theme": "dark"})
+    store.delete_session(ada)
+    with pytest.raises(SessionNotFound):
+        store.get_session(ada)
+
+
+def test_every_workload_runs_its_operations_on_every_implementation():
+    figures = bench.measure(["buggy", "fixed"], workloads=bench.WORKLOADS, threads=(1, 4), repeats=2,
+                            operations=200)
+    names = ["buggy", "fixed"] + [name for name, _ in baselines.available()]
+    assert {(f.workload, f.threads, f.implementation) for f in figures} == {
+        (w, t, n) for w in bench.WORKLOADS for t in (1, 4) for n in names}
+    assert all(len(f.runs) == 2 and f.ops_per_second > 0 for f in figures)
+    rows = list(bench.rows(figures, names))
+    assert len(rows) == len(bench.WORKLOADS) * 2 and all(float(row[-1]) > 0 for row in rows)
+
+
+def test_the_command_prints_json(capsys):
+    code = main(["bench", "--workloads", "increment", "--threads", "2", "--repeats", "1", "--operations", "100",
+                 "--impl", "buggy", "--impl", "fixed", "--json"])
+    figures = json.loads(capsys.readouterr().out)
+    assert code == 0 and {f["implementation"] for f in figures} >= {"buggy", "fixed", "dict + lock"}
+    assert all(f["workload"] == "increment" and f["threads"] == 2 and f["ops_per_second"] > 0 for f in figures)
