@@ -41,6 +41,25 @@ def test_every_workload_runs_its_operations_on_every_implementation():
 def test_the_command_prints_json(capsys):
     code = main(["bench", "--workloads", "increment", "--threads", "2", "--repeats", "1", "--operations", "100",
                  "--impl", "buggy", "--impl", "fixed", "--json"])
-    figures = json.loads(capsys.readouterr().out)
+    figures = json.loads(capsys.readouterr().out)["operations"]
     assert code == 0 and {f["implementation"] for f in figures} >= {"buggy", "fixed", "dict + lock"}
     assert all(f["workload"] == "increment" and f["threads"] == 2 and f["ops_per_second"] > 0 for f in figures)
+
+
+def test_the_other_costs_are_measured_on_real_runs():
+    import fixed
+    from sessionlab import costs, impls
+
+    assert costs.memory_per_deleted_session(fixed.SessionManager, cycles=2_000) <= 16  # nothing kept
+    assert costs.linearizability_seconds_per_1000_calls(fixed.SessionManager, repeats=1) > 0
+    seconds = costs.exploration_seconds(impls.load("fixed"), repeats=1)
+    assert set(seconds) >= {"lost-updates", "stale-cache", "lock-order-deadlock"} and min(seconds.values()) > 0
+
+
+def test_requests_per_second_over_http_for_a_manager_and_plain_flask():
+    pytest.importorskip("gunicorn")
+    from sessionlab import costs
+
+    rates = costs.http_requests_per_second([("fixed", costs.served("fixed")),
+                                            ("plain Flask", costs.PLAIN_FLASK)], users=3, requests=8, repeats=1)
+    assert set(rates) == {"fixed", "plain Flask"} and min(rates.values()) > 0

@@ -163,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="create, get, update, increment, delete, mixed (default: all)")
     benching.add_argument("--repeats", type=_at_least_one, default=5, metavar="N",
                           help="interleaved runs per figure; the median is shown (default: 5)")
+    benching.add_argument("--full", action="store_true",
+                          help="also: memory per deleted session, exploration time per bug, linearizability "
+                               "time per 1000 calls, requests/s over HTTP (a minute or two)")
     benching.add_argument("--operations", type=_at_least_one, default=20_000, metavar="N",
                           help="operations per run, shared among the threads (default: 20000)")
     json_option(benching, "every figure")

@@ -95,14 +95,17 @@ class Report:
 class _Client:
     """One tab: a keep-alive connection that records every request's time and outcome."""
 
-    def __init__(self, host: str, port: int, tally: Tally, lock: threading.Lock):
+    def __init__(self, host: str, port: int, tally: Tally, lock: threading.Lock, jar: dict[str, str]):
         self.connection = http.client.HTTPConnection(host, port, timeout=REQUEST_SECONDS)
-        self.tally, self.lock = tally, lock
+        self.tally, self.lock, self.jar = tally, lock, jar  # jar: the user's cookies, shared by its tabs
 
     def call(self, method: str, path: str, body: Any = None, session: str | None = None) -> tuple[int, Any]:
         headers = {"Content-Type": "application/json"}
         if session:
             headers["X-Session-Id"] = session
+        with self.lock:
+            if self.jar:
+                headers["Cookie"] = "; ".join(f"{name}={value}" for name, value in self.jar.items())
         payload = json.dumps(body) if body is not None else None
         started = time.perf_counter()
         try:
@@ -110,6 +113,7 @@ class _Client:
             response = self.connection.getresponse()
             raw = response.read()
             status = response.status
+            cookies = response.headers.get_all("Set-Cookie") or []
         except (OSError, http.client.HTTPException) as exc:
             self.connection.close()
             with self.lock:
@@ -121,6 +125,9 @@ class _Client:
         except ValueError:
             data = None
         with self.lock:
+            for cookie in cookies:  # a server that keeps the session in a cookie needs it back
+                name, _, value = cookie.split(";", 1)[0].partition("=")
+                self.jar[name.strip()] = value.strip()
             self.tally.latencies.append(elapsed)
             if status >= 500:
                 kind = (data or {}).get("error", "") if isinstance(data, dict) else ""
@@ -132,8 +139,9 @@ class _Client:
 
 
 def _user(host: str, port: int, name: str, tabs: int, requests: int, deadline: float, tally: Tally) -> None:
-    lock = threading.Lock()  # guards tally: the user's tabs write it
-    first = _Client(host, port, tally, lock)
+    lock = threading.Lock()  # guards tally and jar: the user's tabs write them
+    jar: dict[str, str] = {}
+    first = _Client(host, port, tally, lock, jar)
     status, data = first.call("POST", "/login", {"user": name, "name": name.title()})
     if status != 201 or not isinstance(data, dict):
         first.close()
@@ -163,7 +171,7 @@ def _user(host: str, port: int, name: str, tabs: int, requests: int, deadline: f
                     tally.unexpected_logouts += 1
                 return
 
-    clients = [first] + [_Client(host, port, tally, lock) for _ in range(tabs - 1)]
+    clients = [first] + [_Client(host, port, tally, lock, jar) for _ in range(tabs - 1)]
     threads = [threading.Thread(target=tab, args=(n, c), daemon=True) for n, c in enumerate(clients)]
     for thread in threads:
         thread.start()
