@@ -33,7 +33,7 @@ BUG = Bug(
 THREADS = 2
 CALLS_EACH = 500
 # A round takes about 30 ms; one still running after this long has hung.
-DEADLINE = 3.0
+DEADLINE = 2.0
 
 
 def stress_round(new_manager: NewManager) -> Figure:
