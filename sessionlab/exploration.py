@@ -52,6 +52,51 @@ def frontrun_available() -> tuple[bool, str]:
     return True, ""
 
 
+_REAL_LOCK = type(threading.Lock())
+_REAL_RLOCK = type(threading.RLock())
+
+
+def _lock_owners(implementation: Implementation) -> list[Any]:
+    """The implementation's modules, and the classes they define: where module-level locks live."""
+    module = implementation.module
+    prefix = module.__name__ + "."
+    modules = [module] + [m for name, m in list(sys.modules.items()) if name.startswith(prefix) and m is not None]
+    return [owner for m in modules for owner in [m] + [value for value in vars(m).values()
+                                                      if isinstance(value, type) and value.__module__ == m.__name__]]
+
+
+def _swap_module_locks(implementation: Implementation) -> list[tuple[Any, str, Any]]:
+    """Give the search its own locks in place of the implementation's module-level ones.
+
+    A lock made when the module was imported (``_LOCK = threading.Lock()`` at the top of the
+    file, or in a class body) is a real lock, which the search cannot schedule: a thread it
+    pauses while holding one would block the other in C, and a correct fix would look like a
+    hang. While the search runs (locks patched), each is replaced by a new lock of the same
+    kind, made by the search. Returns what to put back: every module-level name as it was,
+    so that a lock first made during the search (a lazily created one) does not outlive it.
+    """
+    before: list[tuple[Any, str, Any]] = []
+    for owner in _lock_owners(implementation):
+        for name, value in list(vars(owner).items()):
+            kind = type(value)
+            if kind is _REAL_LOCK and not value.locked():
+                before.append((owner, name, value))
+                setattr(owner, name, threading.Lock())
+            elif kind is _REAL_RLOCK:
+                before.append((owner, name, value))
+                setattr(owner, name, threading.RLock())
+            elif value is None:
+                before.append((owner, name, None))  # may become a lock during the search
+    return before
+
+
+def _restore(before: list[tuple[Any, str, Any]]) -> None:
+    for owner, name, original in before:
+        current = vars(owner).get(name)
+        if original is not None or type(current).__module__.startswith("frontrun"):
+            setattr(owner, name, original)
+
+
 def _walk_past_objects_that_raise() -> None:
     """frontrun 0.7 walks every object a scenario's state reaches, reading each one's __dict__; a
     context proxy (Flask's request, once Flask is imported anywhere in the process) raises when
@@ -218,6 +263,7 @@ def explore_workers(
             events.clear()
             with capturing_trace(events):
                 patch_locks()  # lets explore() run without the frontrun command-line wrapper
+                swapped = _swap_module_locks(implementation)
                 try:
                     return frontrun.explore(
                         setup=setup,
@@ -230,6 +276,7 @@ def explore_workers(
                         **strategy,
                     )
                 finally:
+                    _restore(swapped)
                     unpatch_locks()
         finally:
             _exploring.release()

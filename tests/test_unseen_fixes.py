@@ -36,6 +36,7 @@ import shutil
 import sys
 import sysconfig
 import textwrap
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -341,3 +342,31 @@ def test_a_correct_fix_the_search_cannot_finish_is_unproven_never_fixed(tmp_path
     assert "self._counted.wait()" in verdict.evidence, verdict.evidence
     assert "200 schedules drawn at random held" in verdict.evidence, verdict.evidence
     assert "nothing is proven" in verdict.evidence, verdict.evidence
+
+
+def test_a_correct_fix_with_a_lock_made_at_import_is_fixed_not_a_hang(tmp_path):
+    # A lock at module level is made when the module is imported, before the search patches
+    # locks: the search gives it a lock of its own while it runs, so a correct fix is FIXED.
+    folder = tmp_path / "module-lock"
+    shutil.copytree(ROOT / "buggy", folder, ignore=shutil.ignore_patterns("__pycache__"))
+    manager = folder / "manager.py"
+    source = manager.read_text()
+    anchor = "log = logging.getLogger(__name__)\n"
+    assert anchor in source
+    manager.write_text(source.replace(anchor, anchor + "\n# Guards every access count, in every manager.\n"
+                                      "_COUNTS = threading.Lock()\n", 1))
+    workspace.replace_functions(manager, {"SessionManager.increment_access": textwrap.indent(textwrap.dedent('''
+        def increment_access(self, session_id):
+            check_session_id(session_id)
+            with _COUNTS:
+                with self._lock:
+                    record = self._require(session_id)
+                count = record.access_count + 1
+                record.last_accessed = self._clock()
+                record.access_count = count
+                return count
+        '''), "    ")})
+    implementation = impls.load(str(folder))
+    verdict = checks.judge("lost-increments", implementation, stress_too=False)
+    assert verdict.status == checks.FIXED, verdict.evidence
+    assert type(implementation.module.manager._COUNTS) is type(threading.Lock())  # the original is back
