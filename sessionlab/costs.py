@@ -97,11 +97,8 @@ def http_requests_per_second(apps: list[tuple[str, list[str]]], users: int = 20,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             running.append((name, port, child))
         for name, port, child in running:
-            deadline = time.monotonic() + 20
-            while load._health("127.0.0.1", port)[0] == 0:
-                if child.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"{name} did not start")
-                time.sleep(0.1)
+            if not load.wait_until_up(port, child):
+                raise RuntimeError(f"{name} did not start")
         runs: dict[str, list[float]] = {name: [] for name, _, _ in running}
         for _ in range(repeats):
             for name, port, _ in running:

@@ -14,7 +14,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import importlib.util
@@ -144,10 +143,7 @@ def start(spec: str, store: str = "memory", workers: int | None = None):
     child = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                              env={**os.environ, "COLUMNS": "80"})
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while load._health("127.0.0.1", port)[0] == 0:
-        assert child.poll() is None and time.monotonic() < deadline, child.stdout.read() if child.poll() else "slow"
-        time.sleep(0.1)
+    assert load.wait_until_up(port, child), child.stdout.read() if child.poll() is not None else "slow to start"
     return child, url
 
 

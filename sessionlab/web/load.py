@@ -214,7 +214,7 @@ def run(url: str, *, users: int, requests: int, tabs: int = 4, seconds: float = 
         if not 1 <= value <= most:
             raise LoadError(f"{name} must be between 1 and {most}")
     host, port = parts.hostname, parts.port or 80
-    status, _ = _health(host, port)
+    status, _ = health(host, port)
     if status == 0:
         raise LoadError(f"nothing answers at {url}: start the server first (sessionlab serve)")
     deadline = time.monotonic() + seconds
@@ -229,11 +229,12 @@ def run(url: str, *, users: int, requests: int, tabs: int = 4, seconds: float = 
         if progress is not None:
             progress(done, users)
     elapsed = time.perf_counter() - started
-    status, health = _health(host, port)
-    return Report(url, users, tabs, requests, tuple(tallies), elapsed, status, health or {})
+    status, answer = health(host, port)
+    return Report(url, users, tabs, requests, tuple(tallies), elapsed, status, answer or {})
 
 
-def _health(host: str, port: int) -> tuple[int, dict[str, Any] | None]:
+def health(host: str, port: int) -> tuple[int, dict[str, Any] | None]:
+    """The status and body of GET /health; 0 and None when nothing answers."""
     connection = http.client.HTTPConnection(host, port, timeout=REQUEST_SECONDS)
     try:
         connection.request("GET", "/health")
@@ -243,3 +244,14 @@ def _health(host: str, port: int) -> tuple[int, dict[str, Any] | None]:
         return 0, None
     finally:
         connection.close()
+
+
+def wait_until_up(port: int, child: Any, seconds: float = 20.0) -> bool:
+    """Whether a server started as child answers /health on loopback within seconds (False if it
+    exited or took longer)."""
+    deadline = time.monotonic() + seconds
+    while health("127.0.0.1", port)[0] == 0:
+        if child.poll() is not None or time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
