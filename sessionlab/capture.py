@@ -176,7 +176,7 @@ class _Capture:
 
 
 @untraced
-def _callers(frame: Any, depth: int = 6) -> tuple[tuple[str, int, str], ...]:
+def _callers(frame: Any, depth: int = 16) -> tuple[tuple[str, int, str], ...]:
     """Where a frame was called from: (file, line, function), innermost first."""
     found = []
     frame = frame.f_back if frame is not None else None

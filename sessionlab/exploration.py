@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -30,6 +31,10 @@ from sessionlab.witness import explore_bounded
 # Only one exploration may run at a time in a process: the scheduler patches
 # process-wide locks while it runs.
 _exploring = threading.Lock()
+# Which search owns the process's patched locks now: a search abandoned after a hang
+# (``_recover``) must not unpatch or release what a later search holds when its stuck
+# thread finally ends. Changed only with _exploring held, or by _recover.
+_current: dict[str, Any] = {"search": 0, "swapped": []}
 
 
 class Inconclusive(Exception):
@@ -56,45 +61,102 @@ _REAL_LOCK = type(threading.Lock())
 _REAL_RLOCK = type(threading.RLock())
 
 
-def _lock_owners(implementation: Implementation) -> list[Any]:
-    """The implementation's modules, and the classes they define: where module-level locks live."""
+def _lock_owners(implementation: Implementation, packages: tuple[str, ...] = ()) -> list[Any]:
+    """Where module-level locks live: the implementation's modules, the modules of the traced
+    packages, and the classes they define."""
     module = implementation.module
-    prefix = module.__name__ + "."
-    modules = [module] + [m for name, m in list(sys.modules.items()) if name.startswith(prefix) and m is not None]
+    prefixes = tuple(f"{name}." for name in (module.__name__,) + packages)
+    modules = [module] + [m for name, m in list(sys.modules.items())
+                          if m is not None and (name in packages or name.startswith(prefixes))]
     return [owner for m in modules for owner in [m] + [value for value in vars(m).values()
                                                       if isinstance(value, type) and value.__module__ == m.__name__]]
 
 
-def _swap_module_locks(implementation: Implementation) -> list[tuple[Any, str, Any]]:
-    """Give the search its own locks in place of the implementation's module-level ones.
+def _fresh(lock: Any) -> Any:
+    """A lock of the same kind, made now (by the search's patched constructors while it runs)."""
+    return threading.Lock() if type(lock) is _REAL_LOCK else threading.RLock()
 
-    A lock made when the module was imported (``_LOCK = threading.Lock()`` at the top of the
-    file, or in a class body) is a real lock, which the search cannot schedule: a thread it
-    pauses while holding one would block the other in C, and a correct fix would look like a
-    hang. While the search runs (locks patched), each is replaced by a new lock of the same
-    kind, made by the search. Returns what to put back: every module-level name as it was,
-    so that a lock first made during the search (a lazily created one) does not outlive it.
+
+def _real_and_free(value: Any) -> bool:
+    kind = type(value)
+    return kind is _REAL_RLOCK or (kind is _REAL_LOCK and not value.locked())
+
+
+def _made_by_the_search(value: Any) -> bool:
+    return type(value).__module__.startswith("frontrun")
+
+
+def _swap_module_locks(implementation: Implementation, packages: tuple[str, ...] = ()) -> list[tuple[Any, Any, Any]]:
+    """Give the search its own locks in place of module-level ones it cannot schedule.
+
+    A lock made when a module was imported is a real lock: ``_LOCK = threading.Lock()`` at
+    the top of a file or in a class body, in a module-level dict of locks (Django's
+    local-memory cache keeps one per cache), or in an object made at import (Django's cache
+    handler keeps its connections in an asgiref ``Local``, which has an RLock). A thread the
+    search pauses while holding one would block the other in C, and a correct fix would look
+    like a hang. While the search runs (locks patched), each is replaced by a new lock of
+    the same kind, made by the search. This covers the implementation's modules and those of
+    the packages traced with it, and the objects their names hold, two levels deep. Returns
+    what to put back (``_restore``), so that a lock first made during the search (a lazily
+    created one) does not outlive it.
     """
-    before: list[tuple[Any, str, Any]] = []
-    for owner in _lock_owners(implementation):
-        for name, value in list(vars(owner).items()):
-            kind = type(value)
-            if kind is _REAL_LOCK and not value.locked():
+    before: list[tuple[Any, Any, Any]] = []  # (module, class, object or dict; name or key; the value it had)
+    seen: set[int] = set()
+
+    def visit(owner: Any, depth: int) -> None:
+        if id(owner) in seen:
+            return
+        seen.add(id(owner))
+        try:
+            items = list(vars(owner).items())
+        except TypeError:
+            return
+        for name, value in items:
+            if _real_and_free(value):
                 before.append((owner, name, value))
-                setattr(owner, name, threading.Lock())
-            elif kind is _REAL_RLOCK:
-                before.append((owner, name, value))
-                setattr(owner, name, threading.RLock())
+                object.__setattr__(owner, name, _fresh(value)) if depth else setattr(owner, name, _fresh(value))
+            elif depth:
+                if depth < _DEPTH and _holds_state(value):
+                    visit(value, depth + 1)
             elif value is None:
                 before.append((owner, name, None))  # may become a lock during the search
+            elif type(value) is dict and not isinstance(owner, type):
+                before.append((value, None, None))  # a dict of locks may gain one during the search
+                for key, item in list(value.items()):
+                    if _real_and_free(item):
+                        before.append((value, key, item))
+                        value[key] = _fresh(item)
+            elif _holds_state(value) and not isinstance(owner, type):
+                visit(value, 1)
+
+    for owner in _lock_owners(implementation, packages):
+        visit(owner, 0)
     return before
 
 
-def _restore(before: list[tuple[Any, str, Any]]) -> None:
+_DEPTH = 2  # how far into the objects a module holds the search looks for locks
+
+
+def _holds_state(value: Any) -> bool:
+    """An object made by a module (not a module, class or function) whose attributes may hold a lock."""
+    return hasattr(value, "__dict__") and not isinstance(value, (ModuleType, type)) and not callable(value)
+
+
+def _restore(before: list[tuple[Any, Any, Any]]) -> None:
     for owner, name, original in before:
-        current = vars(owner).get(name)
-        if original is not None or type(current).__module__.startswith("frontrun"):
-            setattr(owner, name, original)
+        if isinstance(owner, dict):
+            if name is None:  # drop the locks the search made in it: the next user makes a real one
+                for key in [key for key, item in owner.items() if _made_by_the_search(item)]:
+                    del owner[key]
+            else:
+                owner[name] = original
+            continue
+        if isinstance(owner, (ModuleType, type)):
+            current = vars(owner).get(name)
+            if original is not None or _made_by_the_search(current):
+                setattr(owner, name, original)
+        else:
+            object.__setattr__(owner, name, original)
 
 
 def _walk_past_objects_that_raise() -> None:
@@ -150,6 +212,21 @@ class Scope:
 
     traced: tuple[str, ...]  # third-party packages traced besides the implementation's own files
     untraced: tuple[str, ...]  # packages the implementation uses whose code was not traced
+
+    @property
+    def folders(self) -> tuple[str, ...]:
+        """Where the traced packages' files are: the report shows their lines too."""
+        found = []
+        for name in self.traced:
+            location = getattr(sys.modules.get(name), "__file__", None)
+            if location and not any(ch in name for ch in "*?["):
+                found.append(str(Path(location).parent) if Path(location).name == "__init__.py" else location)
+        return tuple(found)
+
+    @property
+    def packages(self) -> tuple[str, ...]:
+        """The traced packages by module name (patterns left out)."""
+        return tuple(name for name in self.traced if not any(ch in name for ch in "*?["))
 
     def sentence(self, implementation: str) -> str:
         seen = ", ".join((implementation,) + self.traced)
@@ -216,12 +293,19 @@ class Exploration:
     explanation: str = ""  # frontrun's own account of it
     reproduced: tuple[int, int] = (0, 0)
     schedule: tuple[int, ...] = ()
+    preemptions: int | None = None  # the preemption bound the search was complete under (None: no bound)
 
 
 # One run of the workers that takes longer than this is stuck on something the scheduler
 # does not control; the whole exploration of one scenario may take at most EXPLORE_SECONDS.
 PER_RUN_SECONDS = 2.0
 EXPLORE_SECONDS = 10.0
+# With a framework's code traced: how many executions the complete search may take before the
+# search is run under a preemption bound instead, and that bound. A framework's call has
+# hundreds of shared accesses; two unsynchronised calls through Django have more than 10,000
+# interleavings, and a lost update, a lost increment or a colliding id needs one preemption.
+FRAMEWORK_EXECUTIONS = 40
+FRAMEWORK_PREEMPTIONS = 1
 # When a systematic run stalls: how many schedules to draw at random, and from which seed.
 SAMPLED_SCHEDULES = 200
 SAMPLE_SEED = 0
@@ -236,6 +320,7 @@ def explore_workers(
     replays: int = 3,
     names: list[str] | None = None,
     seconds: float = EXPLORE_SECONDS,
+    preemption_bound: int | None = None,
 ) -> Exploration:
     """Run workers on a fresh setup() under every interleaving, until invariant fails.
 
@@ -256,14 +341,22 @@ def explore_workers(
     started = time.perf_counter()
     events: list[Any] = []
 
+    if scope.packages:
+        # What a framework makes lazily (a cache connection per thread, and its lock) is made
+        # once now, outside the search, with real locks: made during it, a lock of the search's
+        # would stay in the framework after it.
+        setup()
+
     def run(**strategy: Any) -> Any:
         if not _exploring.acquire(timeout=seconds):
             raise RuntimeError("another exploration is still running in this process")
+        _current["search"] += 1
+        mine = _current["search"]
         try:
             events.clear()
             with capturing_trace(events):
                 patch_locks()  # lets explore() run without the frontrun command-line wrapper
-                swapped = _swap_module_locks(implementation)
+                swapped = _current["swapped"] = _swap_module_locks(implementation, scope.packages)
                 try:
                     return frontrun.explore(
                         setup=setup,
@@ -276,10 +369,12 @@ def explore_workers(
                         **strategy,
                     )
                 finally:
-                    _restore(swapped)
-                    unpatch_locks()
+                    if _current["search"] == mine:  # else _recover has cleaned up after it
+                        _restore(swapped)
+                        unpatch_locks()
         finally:
-            _exploring.release()
+            if _current["search"] == mine:
+                _exploring.release()
 
     def bounded(**strategy: Any) -> Any:
         try:
@@ -289,8 +384,14 @@ def explore_workers(
             _recover(unpatch_locks)
             raise
 
+    # With a framework traced, the complete search gets a budget; past it, the search is run
+    # again, complete under a preemption bound, and says so.
+    budget = FRAMEWORK_EXECUTIONS if scope.packages and preemption_bound is None else MAX_EXECUTIONS
     try:
-        result = bounded(stop_on_first=True, preemption_bound=None, max_executions=MAX_EXECUTIONS)
+        result = bounded(stop_on_first=True, preemption_bound=preemption_bound, max_executions=budget)
+        if result.property_holds and result.num_explored >= budget < MAX_EXECUTIONS:
+            preemption_bound = FRAMEWORK_PREEMPTIONS
+            result = bounded(stop_on_first=True, preemption_bound=preemption_bound, max_executions=MAX_EXECUTIONS)
     except Hang as hang:
         if hang.deadlock:
             raise
@@ -312,10 +413,10 @@ def explore_workers(
         raise RuntimeError(f"the exploration was inconclusive: {result.inconclusive_reason}")
     if result.property_holds:
         complete = result.num_explored < MAX_EXECUTIONS
-        return Exploration(True, result.num_explored, complete, seconds_taken, scope)
+        return Exploration(True, result.num_explored, complete, seconds_taken, scope, preemptions=preemption_bound)
     return Exploration(
         False, result.num_explored, False, seconds_taken, scope,
-        steps=build_steps(events, implementation.module),
+        steps=build_steps(events, implementation.module, scope.folders),
         explanation=result.explanation or "",
         reproduced=(result.reproduction_successes, result.reproduction_attempts),
         schedule=tuple(result.counterexample or ()),
@@ -323,7 +424,11 @@ def explore_workers(
 
 
 def _recover(unpatch_locks: Callable[[], None]) -> None:
-    """After a hang, let later explorations run: the stuck thread never gets to clean up."""
+    """After a hang, let later explorations run: the stuck thread may never clean up, and if
+    it ends later it leaves what is by then another search's alone."""
+    _current["search"] += 1
+    _restore(_current["swapped"])
+    _current["swapped"] = []
     try:
         unpatch_locks()
     except Exception:  # already unpatched

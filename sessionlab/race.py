@@ -31,7 +31,7 @@ from sessionlab.exploration import (  # noqa: F401  (re-exported for callers of 
 )
 from sessionlab.figure import Figure
 from sessionlab.impls import Implementation
-from sessionlab.report import RaceReport
+from sessionlab.report import RaceReport, masked
 
 
 @dataclass
@@ -119,13 +119,14 @@ def explore(slug: str, implementation: Implementation) -> RaceReport:
                 shutil.rmtree(state.seen["folder"], ignore_errors=True)
     if found.held:
         return RaceReport(bug, implementation.name, scenario, True, found.explored, found.complete, found.seconds,
-                          scope=found.scope.sentence(implementation.name))
+                          scope=found.scope.sentence(implementation.name), preemptions=found.preemptions)
+    steps = masked(found.steps, {state.session_id for state in states})
     first_line = found.explanation.splitlines()[0] if found.explanation else "broke"
     conflict = next((line.strip() for line in found.explanation.splitlines()[1:] if line.strip()), "")
     return RaceReport(
         bug, implementation.name, scenario, False, found.explored, False, found.seconds,
         figure=figures[0] if figures else Figure(False, "?", "?", first_line),
-        steps=found.steps, conflict=conflict, reproduced=found.reproduced,
+        steps=steps, conflict=conflict, reproduced=found.reproduced,
         schedule=found.schedule, explanation=found.explanation, scope=found.scope.sentence(implementation.name),
     )
 

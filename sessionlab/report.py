@@ -15,8 +15,8 @@ from __future__ import annotations
 import linecache
 import shutil
 import sys
-from collections import deque
-from dataclasses import dataclass
+from collections import OrderedDict, deque
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +100,7 @@ class Line:
     function: str = ""  # qualified name of the function the line is in
     calls: tuple[str, ...] = ()  # locations of the calls it runs under, from the worker's own method inward
     doc: str = ""  # what its function does: the first sentence of its docstring
+    path: str = ""  # a framework's file, named from its package: django/core/cache/backends/locmem.py
 
 
 @dataclass(frozen=True)
@@ -126,11 +127,14 @@ class RaceReport:
     schedule: tuple[int, ...] = ()
     explanation: str = ""  # frontrun's own explanation, verbatim
     scope: str = ""  # what the search could see: "complete over the code of ...; not traced: ..."
+    preemptions: int | None = None  # the search was complete under this preemption bound (None: no bound)
 
     @property
     def message(self) -> str:
         if self.held:
             extent = "every interleaving" if self.complete else "every interleaving explored"
+            if self.complete and self.preemptions is not None:
+                extent = f"every interleaving with at most {plural(self.preemptions, 'preemption')}"
             scope = f"; {self.scope}" if self.scope and self.complete else ""
             return f"{self.bug.slug}: {extent} holds ({self.explored} explored{scope})"
         return f"{self.bug.slug}: {self.headline} (found after exploring " \
@@ -167,6 +171,13 @@ class RaceReport:
             extent = ("the search was complete: every meaningfully different interleaving was run, "
                       + (self.scope or f"over the code of {self.implementation}")
                       if self.complete else f"the search stopped at its budget of {MAX_EXECUTIONS} executions")
+            if self.complete and self.preemptions is not None:
+                extent = (f"the search was complete up to {plural(self.preemptions, 'preemption')}: every "
+                          f"interleaving in which threads are interrupted at most "
+                          f"{'once' if self.preemptions == 1 else f'{self.preemptions} times'} was run, "
+                          f"{self.scope}; a search of every interleaving, through the framework's code, "
+                          f"would take too long")
+
             lines += wrap(f"All {plural(self.explored, 'interleaving')} explored hold ({extent}).", width, "  ")
             lines += ["", *self._scenario(width)]
             return "\n".join(lines)
@@ -242,37 +253,59 @@ _MUTATORS = frozenset({
     "append", "appendleft", "extend", "insert", "pop", "popleft", "popitem", "remove",
     "clear", "update", "setdefault", "add", "discard",
 })
-_CONTAINER_TYPES: dict[str, type] = {"dict": dict, "list": list, "set": set, "deque": deque}
+_CONTAINER_TYPES: dict[str, type] = {"dict": dict, "list": list, "set": set, "deque": deque,
+                                     "OrderedDict": OrderedDict}
 
 
-def build_steps(events: list[Any], module: Any) -> tuple[Step, ...]:
+def build_steps(events: list[Any], module: Any, frameworks: tuple[str, ...] = ()) -> tuple[Step, ...]:
     """Turn the recorded events into steps: source lines grouped by thread.
 
-    Only lines in the implementation's own files are kept. Method lookups are
-    left out; attribute and key reads and writes are kept, and a call of a
-    container method that changes the container is shown as a write. Lock
-    operations are kept on the line that did them (a ``with`` block's release
-    on its ``with`` line, where it happens: after the block's last line).
+    Only lines in the implementation's own files are kept, and lines of the
+    traced framework packages (``frameworks``: their folders) it called.
+    Method lookups are left out; attribute and key reads and writes are kept,
+    and a call of a container method that changes the container is shown as a
+    write. Lock operations are kept on the line that did them (a ``with``
+    block's release on its ``with`` line, where it happens: after the block's
+    last line).
     """
     files = _source_files_of(module)
     classes = {name: getattr(module, name, None) for name in dir(module)}
     for submodule in _submodules(module):
         classes.update({name: getattr(submodule, name) for name in dir(submodule)})
+    roots = tuple(str(Path(root)) + "/" for root in frameworks)
+
+    def framework(filename: str) -> bool:
+        return bool(roots) and filename.startswith(roots)
 
     def own(filename: str) -> bool:
-        return bool(filename) and not filename.startswith("<") and Path(filename).name in files
+        return bool(filename) and not filename.startswith("<") and (Path(filename).name in files
+                                                                     or framework(filename))
 
+    if roots:
+        classes.update(_classes_in(roots, {_as_event(event).filename for event in events}))
     grouped: list[tuple[tuple[Any, ...], list[Event]]] = []  # (thread, file, line, calls, function), events
+    last_own: dict[int, tuple[Any, ...]] = {}  # each thread's last line in the implementation's files
     for event in events:
         event = _as_event(event)
         if not own(event.filename):
             continue
         calls: list[str] = []
         for filename, number, _ in event.callers:
+            if framework(filename):
+                continue  # a framework's lines show one level under the line of ours that called it
             if not own(filename):
                 break
             calls.insert(0, f"{Path(filename).name}:{number}")
+        if framework(event.filename):  # show the line of ours that called into the framework
+            caller = next((frame for frame in event.callers if own(frame[0]) and not framework(frame[0])), None)
+            if caller is not None and calls:
+                ours = (event.thread, caller[0], caller[1], tuple(calls[:-1]), caller[2])
+                if last_own.get(event.thread) != ours:
+                    grouped.append((ours, []))
+                    last_own[event.thread] = ours
         key = (event.thread, event.filename, event.lineno, tuple(calls), event.function)
+        if not framework(event.filename):
+            last_own[event.thread] = key
         if not grouped or grouped[-1][0] != key:
             grouped.append((key, []))
         grouped[-1][1].append(event)
@@ -285,8 +318,9 @@ def build_steps(events: list[Any], module: Any) -> tuple[Step, ...]:
                       for event in line_events if event.lock)
         if function not in docs:
             docs[function] = _docstring(function, classes)
+        path = _location(filename, number, roots).rsplit(":", 1)[0] if framework(filename) else ""
         line = Line(f"{Path(filename).name}:{number}", source, tuple(access.label for access in touched),
-                    touched, locks, function, calls, docs[function])
+                    touched, locks, function, calls, docs[function], path)
         if steps and steps[-1].thread == thread:
             steps[-1] = Step(thread, steps[-1].lines + (line,))
         else:
@@ -354,6 +388,51 @@ def _docstring(qualname: str, classes: dict[str, Any]) -> str:
         verb = (verb[:-1] + "ies" if verb.endswith("y") and verb[-2:-1] not in "aeiou"
                 else verb + ("es" if verb.endswith(("sh", "ch", "x", "z")) else "s"))
     return f"{verb} {rest}".strip()
+
+
+def masked(steps: tuple[Step, ...], session_ids: set[str], name: str = "s") -> tuple[Step, ...]:
+    """The steps with every session id written as ``name``, as the scenario's heading writes it.
+
+    A framework keeps a session under a key built from its id
+    (':1:django.contrib.sessions.cache' + id): the report shows it as
+    ``'...cache' + s``, short, and the same in every execution.
+    """
+    ids = sorted((i for i in session_ids if i), key=len, reverse=True)
+    if not ids:
+        return steps
+
+    def hide(text: str | None) -> str | None:
+        if text is None:
+            return None
+        for session_id in ids:
+            text = text.replace(f"{session_id}'", f"' + {name}").replace(f"'' + {name}", name)
+            text = text.replace(session_id, name)
+        return text
+
+    def line_of(line: Line) -> Line:
+        touched = tuple(replace(access, target=hide(access.target) or "", value=hide(access.value))
+                        for access in line.touched)
+        return replace(line, touched=touched, accesses=tuple(access.label for access in touched) or
+                       tuple(hide(access) or "" for access in line.accesses))
+
+    return tuple(Step(step.thread, tuple(line_of(line) for line in step.lines)) for step in steps)
+
+
+def _location(filename: str, number: int, roots: tuple[str, ...]) -> str:
+    """file:line, the file named from its package for a framework's file: django/core/cache/backends/locmem.py:47."""
+    root = next((root for root in roots if filename.startswith(root)), None)
+    if root is None:
+        return f"{Path(filename).name}:{number}"
+    return f"{Path(root).name}/{filename[len(root):]}:{number}"
+
+
+def _classes_in(roots: tuple[str, ...], filenames: set[str]) -> dict[str, Any]:
+    """The classes defined in the framework modules of these files, by name."""
+    found: dict[str, Any] = {}
+    for module in list(sys.modules.values()):
+        if getattr(module, "__file__", None) in filenames and str(module.__file__).startswith(roots):
+            found.update({name: value for name, value in vars(module).items() if isinstance(value, type)})
+    return found
 
 
 def _submodules(module: Any) -> list[Any]:

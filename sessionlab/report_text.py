@@ -122,6 +122,9 @@ def explain(steps: tuple[Step, ...]) -> Why:
     by_object: dict[Any, list[_Touch]] = {}
     for touch in touches:
         by_object.setdefault(touch.obj, []).append(touch)
+    # State a thread read plainly (a key, an attribute) says more than state it only asked a method of.
+    by_object = dict(sorted(by_object.items(), key=lambda item: all(t.access.method for t in item[1]
+                                                                     if t.access.kind == "read")))
     for obj, group in by_object.items():  # two threads read it before either wrote it back
         for key in sorted({t.key for t in group if t.key is not None}, key=str) or [None]:
             relevant = [t for t in group if key is None or t.key in (key, None)]
@@ -265,9 +268,21 @@ def interleaving(steps: tuple[Step, ...], workers: tuple[Any, ...], width: int, 
     lines.append("")
     if one_file:
         lines.append(f"(line numbers of {one_file})")
-    if column >= MIN_COLUMN:
-        return lines + _columns(steps, cells, workers, threads, column)
-    return lines + _rows(steps, cells, width)
+    shown = _columns(steps, cells, workers, threads, column) if column >= MIN_COLUMN else _rows(steps, cells, width)
+    return lines + shown + _framework_files(steps, cells, width)
+
+
+def _framework_files(steps: tuple[Step, ...], cells: list[list[tuple[str, str, str]]], width: int) -> list[str]:
+    """Where the framework's files that the interleaving shows are, by their path in their package."""
+    texts = {text for items in cells for _, _, text in items}
+    paths = dict.fromkeys(line.path for step in steps for line in step.lines
+                          if line.path and line.source in texts)
+    if not paths:
+        return []
+    lines = ["", "The framework's own files in it:"]
+    for path in paths:
+        lines += wrap(f"{path.rsplit('/', 1)[-1]} is {path}", width, "  ", "    ")
+    return lines
 
 
 def _labels(workers: tuple[Any, ...], threads: int) -> list[str]:
@@ -318,6 +333,9 @@ def _items(lines: tuple[Line, ...], depth: int, states: set[tuple[Any, Any]], ve
     n = 0
     while n < len(lines):
         line = lines[n]
+        if not verbose and _inside_framework(line) and not any(_racing(a, states) for a in line.touched):
+            n += 1  # a framework's line shows where the race is in it; -v shows them all
+            continue
         if len(line.calls) <= depth:
             items += _line(line, pad, one_file)
             n += 1
@@ -333,6 +351,11 @@ def _items(lines: tuple[Line, ...], depth: int, states: set[tuple[Any, Any]], ve
             items.append(_fold(group, depth, pad, one_file, resumed=group[0] is first))
         n = end
     return items
+
+
+def _inside_framework(line: Line) -> bool:
+    """Whether a line is in a framework's file (named from its package: django/core/...)."""
+    return bool(line.path)
 
 
 def _prefix(line: Line, one_file: str | None) -> str:

@@ -33,7 +33,7 @@ SENTENCES = {
                     "before either wrote it back, so one write overwrote the other",
     "lost-increments": "both increment_access calls read access_count = 0 before either wrote it back, "
                        "so one write overwrote the other",
-    "stats-drift": "both delete_session calls looked up _sessions['sess-000001'] before either removed it",
+    "stats-drift": "both delete_session calls looked up _sessions[s] before either removed it",
     "id-collision": "both create_session calls read _next_id = 2 before either wrote it back, "
                     "so one write overwrote the other",
     "shared-snapshot": "the delete_session call (thread 1) cleared metadata in place after the "
@@ -44,7 +44,7 @@ VALUES = {  # (thread, text that must appear whole on one line of that thread's 
                      (1, "{'cart': 'empty', 'theme': 'dark'}"), (0, "{'cart': '3 books', 'theme': 'light'}")],
     "lost-increments": [(0, "[read access_count = 0]"), (1, "[read access_count = 0]"),
                         (0, "[write access_count = 1]"), (1, "[write access_count = 1]")],
-    "stats-drift": [(0, "[read _sessions['sess-000001']]"), (1, "[read _sessions['sess-000001']]"),
+    "stats-drift": [(0, "[read _sessions[s]]"), (1, "[read _sessions[s]]"),
                     (0, "[write _active_sessions = -1]")],
     "id-collision": [(0, "[read _next_id = 2]"), (1, "[read _next_id = 2]"),
                      (0, "[write _sessions['sess-000002']]"), (1, "[write _sessions['sess-000002']]")],

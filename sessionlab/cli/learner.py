@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 from sessionlab import catalogue, exercises, race, workspace
+from sessionlab.bugs import Bug
 from sessionlab.cli import output, verdicts
 from sessionlab.cli.common import (ERROR, EXIT_FOR, EXIT_OK, FIXED, HANGS, STILL_BUGGY, UNPROVEN, CommandError,
                                    code_error_json, follow, load, source_file, space, worst)
@@ -145,8 +146,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     found = exercises.load(here.root)
     progress = Progress()
     stress_too = not args.no_stress
+    left_out: list[Bug] = []
     if args.all:
-        judged = verdicts.judge_all([exercise.bug for exercise in found], loaded, progress, stress_too=stress_too)
+        bugs = [exercise.bug for exercise in found]
+        if loaded.implementation is not None:  # a store of one track only (the wild ones) is checked on it
+            left_out = [bug for bug in bugs if not callable(getattr(loaded.implementation.module, bug.manager, None))]
+            bugs = [bug for bug in bugs if bug not in left_out] or bugs
+            left_out = [bug for bug in left_out if bug not in bugs]
+        judged = verdicts.judge_all(bugs, loaded, progress, stress_too=stress_too)
     elif args.bug:
         judged = [verdicts.judge(catalogue.find(args.bug), loaded, progress, stress_too=stress_too)]
     else:
@@ -163,6 +170,7 @@ def cmd_check(args: argparse.Namespace) -> int:
                   "status": status, "exit": EXIT_FOR[status]}
         if args.all:
             result["summary"] = f"{fixed} of {len(judged)} fixed"
+            result["not_checked"] = [{"bug": bug.slug, "why": f"no {bug.manager}"} for bug in left_out]
         if loaded.error is not None:
             result["error"] = code_error_json(loaded.error)
         if not judged:
@@ -182,6 +190,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         print()
     if len(judged) > 1 and loaded.error is not None:
         print()
+    if left_out:
+        classes = sorted({bug.manager for bug in left_out})
+        print("\n".join(wrap(f"Not checked: {', '.join(bug.slug for bug in left_out)} ({loaded.name} defines no "
+                             f"{' or '.join(classes)}, the class those bugs live in).", output.width())))
     if args.all:
         print(f"{fixed} of {len(judged)} fixed." + ("" if status == FIXED else f" Overall: {verdict_word(status)}."))
     elif judged[0].fixed:
