@@ -38,6 +38,9 @@ FIXED, STILL_BUGGY, ERROR, HANGS, UNPROVEN = "FIXED", "STILL BUGGY", "ERROR", "H
 CHECK_SECONDS = 10.0
 # The contract takes about 10 ms in memory and 50 ms on SQLite: 1 s is 20 times that.
 CONTRACT_SECONDS = 1.0
+# Every pair of operations is a search per pair; through a framework's traced code each takes
+# up to a few seconds (each pair's own search is bounded by exploration.EXPLORE_SECONDS).
+PAIRS_SECONDS = 60.0
 STRESS_SECONDS = 120.0
 
 HELD, BROKE, SKIPPED, RAISED, HUNG = "held", "broke", "skipped", "error", "hang"
@@ -166,7 +169,7 @@ def checks_for(bug: Bug) -> tuple[Check, ...]:
         # Without frontrun a race bug is unproven; the others still have checks that decide.
         found.append(Check(bug, "every pair of operations (frontrun)", DETERMINISTIC,
                            lambda implementation: pairs.search(bug, implementation), needs_frontrun=True,
-                           decides=getattr(home, "RACE", None) is not None))
+                           decides=getattr(home, "RACE", None) is not None, seconds=PAIRS_SECONDS))
     if getattr(home, "STRESS", None) is not None:
         # Each round has its own deadline (stress.ROUND_DEADLINE); the rounds together get more.
         found.append(Check(bug, "stress on real threads", STRESS, _stress_check(bug.slug), decides=False,

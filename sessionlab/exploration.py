@@ -109,7 +109,7 @@ def _swap_module_locks(implementation: Implementation, packages: tuple[str, ...]
         seen.add(id(owner))
         try:
             items = list(vars(owner).items())
-        except TypeError:
+        except Exception:  # no __dict__, or a proxy that raises when read
             return
         for name, value in items:
             if _real_and_free(value):
@@ -139,7 +139,10 @@ _DEPTH = 2  # how far into the objects a module holds the search looks for locks
 
 def _holds_state(value: Any) -> bool:
     """An object made by a module (not a module, class or function) whose attributes may hold a lock."""
-    return hasattr(value, "__dict__") and not isinstance(value, (ModuleType, type)) and not callable(value)
+    try:
+        return hasattr(value, "__dict__") and not isinstance(value, (ModuleType, type)) and not callable(value)
+    except Exception:  # a context proxy (Flask's request, session) raises when read outside its context
+        return False
 
 
 def _restore(before: list[tuple[Any, Any, Any]]) -> None:

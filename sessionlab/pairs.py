@@ -23,7 +23,7 @@ when that bug is judged.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
 from typing import Any
 
@@ -33,7 +33,7 @@ from sessionlab.exploration import explore_workers, scope_of
 from sessionlab.figure import Figure, plural
 from sessionlab.impls import CodeError, Implementation
 from sessionlab.linearizability import HistoryRecorder
-from sessionlab.report import RaceReport
+from sessionlab.report import RaceReport, masked
 
 OPERATIONS = ("create", "get", "update", "increment", "delete", "stats")
 
@@ -186,11 +186,13 @@ def _explore_pair(implementation: Implementation, pair: tuple[str, str],
                   start: str) -> tuple[_Failure | None, Any, int]:
     failures: list[_Failure] = []
     files = implementation.files
+    session_ids: set[str] = set()
 
     def setup() -> _Run:
         recorder = HistoryRecorder()
         manager = recorder.wrap(implementation.new_manager(clock=lambda: 1_700_000_000.0))
         session_id = manager.create_session("user-0", "Ada")
+        session_ids.add(session_id)
         if start == "stored":
             manager.update_session(session_id, "cart", "empty")
         return _Run(manager, recorder, session_id)
@@ -211,6 +213,12 @@ def _explore_pair(implementation: Implementation, pair: tuple[str, str],
     if failure is None and not found.held:
         failure = _Failure("history", found.explanation.splitlines()[0] if found.explanation else "broke",
                            OWNERS[pair[0]] | OWNERS[pair[1]])
+    if failure is not None:  # the scenario's session is "s" in the report, as in its labels
+        summary = failure.summary
+        for session_id in session_ids:
+            summary = summary.replace(repr(session_id), "s").replace(session_id, "s")
+        failure = _Failure(failure.kind, summary, failure.owners)
+        found = replace(found, steps=masked(found.steps, session_ids))
     return failure, found, found.explored
 
 
