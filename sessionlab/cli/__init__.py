@@ -151,6 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
                          help="stop making requests after S seconds (default: 30)")
     json_option(loading, "what users saw")
 
+    wilds = command("wild", "inthewild:cmd_wild",
+                    "find the track-1 bugs in the stores on real frameworks (buggy/wild, fixed/wild)")
+    wilds.add_argument("--markdown", action="store_true", help="print the table in Markdown, as TECHNICAL.md has it")
+    wilds.add_argument("--buggy-only", action="store_true", help="only the stores as applications write them")
+    json_option(wilds, "every finding")
+
     benching = command("bench", "benching:cmd_bench",
                        "operations per second of buggy/, fixed/, your copy and two baselines, at 1, 4, 16 threads")
     benching.add_argument("--impl", action="append", metavar="PATH",

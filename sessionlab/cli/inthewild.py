@@ -1,0 +1,42 @@
+"""The command that finds the track-1 bugs in stores on real frameworks: wild."""
+
+from __future__ import annotations
+
+import argparse
+
+from sessionlab import wild
+from sessionlab.cli import output
+from sessionlab.cli.common import EXIT_OK, CommandError
+from sessionlab.cli.output import Progress, print_json, table, wrap
+
+
+def cmd_wild(args: argparse.Namespace) -> int:
+    ok, why = wild.available()
+    if not ok:
+        raise CommandError(why, kind="implementation")
+    variants = ("buggy",) if args.buggy_only else ("buggy", "fixed")
+    progress = Progress()
+    try:
+        found = wild.findings(variants, progress=progress.phase)
+    finally:
+        progress.end()
+    if args.json:
+        print_json({"findings": [{"store": f"{f.variant}/wild/{f.store}.py", "bug": f.bug.slug, "has": f.has,
+                                  "evidence": f.evidence} for f in found]})
+        return EXIT_OK
+    if args.markdown:
+        print(wild.markdown(found))
+        return EXIT_OK
+    columns = output.width()
+    print("\n".join(wrap("Which of the six track-1 bugs each store on a real framework has: each bug's own "
+                         "scenario, explored with the framework's code traced, and its single-thread checks. "
+                         "buggy/wild is written the way applications use the framework; fixed/wild adds the "
+                         "fixes an application can make on top of it.", columns)))
+    print()
+    print("\n".join(table(wild.table(found), columns)))
+    print()
+    for f in found:
+        if f.has:
+            print("\n".join(wrap(f"{f.variant}/wild/{f.store}.py has {f.bug.slug}: {f.evidence}", columns,
+                                 "    ", "  ")))
+    return EXIT_OK
