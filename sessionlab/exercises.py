@@ -56,6 +56,62 @@ def load(root: Path) -> tuple[Exercise, ...]:
     return tuple(exercises)
 
 
+@dataclass(frozen=True)
+class WildExercise:
+    """Track 3: fix a store on a real framework (buggy/wild/STORE.py) in the application's code."""
+
+    store: str  # the file's name in buggy/wild and fixed/wild, without .py: django_cache
+    folder: Path
+    bugs: tuple[Bug, ...]  # the track-1 bugs the store has
+    hints: tuple[str, ...]
+
+    @property
+    def slug(self) -> str:
+        """Its name for hints and progress: wild/django_cache."""
+        return f"wild/{self.store}"
+
+    @property
+    def readme(self) -> Path:
+        return self.folder / "README.md"
+
+
+def load_wild(root: Path) -> tuple[WildExercise, ...]:
+    """The manifest's [[wild]] entries: track 3, one exercise per store on a real framework."""
+    path = root / "exercises" / "manifest.toml"
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, tomllib.TOMLDecodeError) as exc:
+        raise ManifestError(f"{path}: {exc}") from None
+    found = []
+    for entry in data.get("wild", []):
+        try:
+            store, folder = entry["store"], root / "exercises" / entry["folder"]
+            bugs = tuple(catalogue.find(name) for name in entry["bugs"])
+        except (KeyError, catalogue.UnknownBug) as exc:
+            raise ManifestError(f"{path}: a [[wild]] entry: {exc}") from None
+        if not (root / "buggy" / "wild" / f"{store}.py").exists():
+            raise ManifestError(f"{path}: the [[wild]] store {store!r} is not in buggy/wild/")
+        hints = tuple(entry.get("hints", ()))
+        if not hints:
+            raise ManifestError(f"{path}: the [[wild]] store {store!r} has no hints")
+        found.append(WildExercise(store, folder, bugs, hints))
+    return tuple(found)
+
+
+def find_wild(exercises: tuple[WildExercise, ...], name: str) -> WildExercise | None:
+    """The track-3 exercise a name means (12, 12-wild-django-cache, wild/django_cache, django_cache,
+    workspace/wild/django_cache.py), or None when it names none."""
+    key = name.strip().lower().rstrip("/").replace("-", "_")
+    for exercise in exercises:
+        stem = exercise.store.lower()
+        folder = exercise.folder.name.lower().replace("-", "_")
+        number = folder.split("_", 1)[0]
+        if key in (stem, f"wild/{stem}", folder, number, number.lstrip("0")) or \
+                key.endswith((f"wild/{stem}.py", f"wild/{stem}")):
+            return exercise
+    return None
+
+
 def find(exercises: tuple[Exercise, ...], name: str) -> Exercise:
     """The exercise of a bug named any way catalogue.find accepts (slug, number, folder)."""
     bug = catalogue.find(name)
@@ -99,6 +155,12 @@ class HintProgress:
         progress[exercise.bug.slug] = number
         _write_json(self.path, progress)
         return number, exercise.hints[number - 1]
+
+    def record(self, slug: str, number: int) -> None:
+        """Record that hints up to number were seen for slug."""
+        progress = self._read()
+        progress[slug] = max(number, progress.get(slug, 0))
+        _write_json(self.path, progress)
 
     def seen_hints(self, exercise: Exercise) -> list[tuple[int, str]]:
         """The hints of an exercise already seen, to read again: (number, text)."""

@@ -22,7 +22,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from sessionlab.bounded import Hang
+from sessionlab.bounded import Hang, run_bounded
 from sessionlab.capture import capturing_trace
 from sessionlab.impls import Implementation
 from sessionlab.report import MAX_EXECUTIONS, Step, build_steps
@@ -307,7 +307,7 @@ EXPLORE_SECONDS = 10.0
 # search is run under a preemption bound instead, and that bound. A framework's call has
 # hundreds of shared accesses; two unsynchronised calls through Django have more than 10,000
 # interleavings, and a lost update, a lost increment or a colliding id needs one preemption.
-FRAMEWORK_EXECUTIONS = 40
+FRAMEWORK_EXECUTIONS = 60
 FRAMEWORK_PREEMPTIONS = 1
 # When a systematic run stalls: how many schedules to draw at random, and from which seed.
 SAMPLED_SCHEDULES = 200
@@ -345,10 +345,20 @@ def explore_workers(
     events: list[Any] = []
 
     if scope.packages:
-        # What a framework makes lazily (a cache connection per thread, and its lock) is made
-        # once now, outside the search, with real locks: made during it, a lock of the search's
-        # would stay in the framework after it.
-        setup()
+        # What a framework makes lazily (a cache connection per thread and its lock, settings it
+        # caches on first use) is made now, outside the search, by one run of the workers one
+        # after the other: made during the search, a lock of the search's would stay in the
+        # framework after it, and the first execution would differ from every later one.
+        def first_run() -> None:
+            state = setup()
+            for worker in workers:
+                try:
+                    worker(state)
+                except Exception:  # the search will meet it again, and report it
+                    pass
+
+        run_bounded(first_run, seconds=PER_RUN_SECONDS, label="a first run of the workers, one after the other",
+                    files=implementation.files)
 
     def run(**strategy: Any) -> Any:
         if not _exploring.acquire(timeout=seconds):

@@ -23,6 +23,29 @@ from sessionlab.catalogue import Bug
 WORKSPACE = "workspace"
 STATE = ".sessionlab"
 MODULE = "manager.py"
+WILD = "wild"  # the folder of buggy/ and fixed/ that holds the stores on real frameworks (track 3)
+
+
+def wild_store(path: Path) -> str | None:
+    """The store a file is, when it is one of track 3's (a .py file in a wild/ folder): its name."""
+    return path.stem if path.suffix == ".py" and path.parent.name == WILD and path.stem != "__init__" else None
+
+
+def whole_file_diff(mine: Path, reference: Path, mine_label: str, reference_label: str) -> str:
+    """A store in the wild against its reference: the whole file, since the fixes add helpers and locks."""
+    return "".join(difflib.unified_diff(mine.read_text(encoding="utf-8").splitlines(keepends=True),
+                                        reference.read_text(encoding="utf-8").splitlines(keepends=True),
+                                        mine_label, reference_label))
+
+
+def reset_file(workspace: Workspace, target: Path, original: Path, stem: str) -> Path | None:
+    """Put a whole file back as it was; return where the learner's version was saved (None: unchanged)."""
+    if target.read_bytes() == original.read_bytes():
+        return None
+    saved = _new_file(workspace.saved, f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}", target.name)
+    shutil.copy2(target, saved)
+    shutil.copy2(original, target)
+    return saved
 
 
 class WorkspaceError(Exception):
@@ -71,6 +94,11 @@ class Workspace:
         self.path.mkdir(parents=True, exist_ok=True)
         for source in sorted((self.root / "buggy").glob("*.py")):
             shutil.copy2(source, self.path / source.name)
+        wild = self.root / "buggy" / WILD
+        if wild.is_dir():  # track 3: the stores on real frameworks
+            (self.path / WILD).mkdir(exist_ok=True)
+            for source in sorted(wild.glob("*.py")):
+                shutil.copy2(source, self.path / WILD / source.name)
         return True
 
     def pristine(self) -> bool:

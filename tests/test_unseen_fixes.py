@@ -266,9 +266,10 @@ def test_a_race_inside_an_installed_package_is_found(tmp_path, tinycache):
     assert report.held is False, report.text()
     assert "2 increments, counted 1" in report.message, report.message
     assert tinycache.name in report.scope, report.scope
-    # The interleaving shows the package's own lines: where the race really is.
-    text = " ".join(report.text().split())
-    assert "value = self.get(key, 0)" in text and "self._store[key] = value" in text, text
+    # The interleaving shows the package's own lines where the race really is, and names the file.
+    text = " ".join(report.text(width=200).split())
+    assert "self._store.get(key, default)" in text and "self._store[key] = value" in text, text
+    assert f"__init__.py is {tinycache.name}/__init__.py" in text, text
 
 
 def test_without_tracing_dependencies_the_search_cannot_see_that_race(tmp_path, tinycache):

@@ -202,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     hint.add_argument("bug", metavar="BUG", nargs="?", help=f"{BUG_HELP} (default: the current exercise)")
     hint.add_argument("--all", action="store_true",
                       help="read again every hint you have seen (of BUG, or of every exercise)")
+    hint.add_argument("--impl", metavar="PATH",
+                      help="a store in the wild (track 3): its hints, e.g. workspace/wild/django_cache.py")
 
     differ = command("diff", "learner:cmd_diff", "your code for one bug against the reference fixed/")
     differ.add_argument("bug", metavar="BUG", nargs="?", help=f"{BUG_HELP} (default: the current exercise)")

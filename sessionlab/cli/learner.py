@@ -157,6 +157,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     elif args.bug:
         judged = [verdicts.judge(catalogue.find(args.bug), loaded, progress, stress_too=stress_too)]
     else:
+        if loaded.implementation is not None:  # a store of one track only (the wild ones): its exercises
+            module = loaded.implementation.module
+            found = tuple(e for e in found if callable(getattr(module, e.bug.manager, None))) or found
         picked = verdicts.current(loaded, found, spec, progress, stress_too=stress_too)
         judged = [picked[1]] if picked else []
     where = verdicts.place(spec)
@@ -233,6 +236,10 @@ def cmd_hint(args: argparse.Namespace) -> int:
         if not shown:
             print("No hints seen yet. The next hint for the current exercise: sessionlab hint")
         return EXIT_OK
+    named = args.bug or getattr(args, "impl", None)
+    wild = exercises.find_wild(exercises.load_wild(here.root), named) if named else None
+    if wild is not None:
+        return _wild_hint(wild, progress, columns)
     exercise = exercises.find(found, args.bug) if args.bug else _current_exercise(found)
     already = progress.seen(exercise.bug.slug)
     number, text = progress.next_hint(exercise)
@@ -247,6 +254,21 @@ def cmd_hint(args: argparse.Namespace) -> int:
         print(f"That is the last hint. Once it passes, compare: sessionlab diff {exercise.bug.slug}")
     if already:
         print(f"Read the hints you have seen again: sessionlab hint {exercise.bug.slug} --all")
+    return EXIT_OK
+
+
+def _wild_hint(wild: exercises.WildExercise, progress: exercises.HintProgress, columns: int) -> int:
+    """The next hint for a store in the wild (track 3)."""
+    seen = progress.seen(wild.slug)
+    number = min(seen + 1, len(wild.hints))
+    progress.record(wild.slug, number)
+    print(f"Hint {number} of {len(wild.hints)} for {wild.slug} ({', '.join(bug.slug for bug in wild.bugs)}):\n")
+    print("\n".join(wrap(wild.hints[number - 1], columns, "  ")))
+    print()
+    if number < len(wild.hints):
+        print(f"Run it again for the next hint ({len(wild.hints) - number} left).")
+    else:
+        print(f"That is the last hint. Once it passes, compare: sessionlab diff --impl workspace/wild/{wild.store}.py")
     return EXIT_OK
 
 
@@ -275,6 +297,15 @@ def cmd_diff(args: argparse.Namespace) -> int:
     mine, label = _target(args, bug)
     if not mine.exists():
         raise CommandError(f"{label}: no such file", kind="implementation")
+    store = workspace.wild_store(mine)
+    if store is not None:  # track 3: the whole store against fixed/wild, its fixes all together
+        reference = space().root / "fixed" / workspace.WILD / mine.name
+        text = workspace.whole_file_diff(mine, reference, label, f"fixed/wild/{mine.name}")
+        print(f"{store}: your store against the reference, fixed/wild/{mine.name}\n")
+        print(text or f"{label}: identical to the reference.\n")
+        print("The reference's FIX comments say what each change restores. A different fix is fine")
+        print(f"if it passes: {follow(args, 'check', bug.slug)}")
+        return EXIT_OK
     reference = space().root / "fixed" / bug.module
     parts = workspace.diff(bug, mine, reference, label, f"fixed/{bug.module}")
     print(f"{bug.number}. {bug.slug}: your code against the reference, in {', '.join(bug.functions)}\n")
@@ -310,6 +341,16 @@ def cmd_reset(args: argparse.Namespace) -> int:
     if target.resolve().parent in _exhibits():
         raise CommandError(f"{label} is in buggy/ or fixed/, which the lab keeps as they are; reset works on "
                            "a copy (your working copy, or --impl PATH)")
+    if workspace.wild_store(target) is not None:  # track 3: the whole store as buggy/wild has it
+        original = here.root / "buggy" / workspace.WILD / target.name
+        saved = workspace.reset_file(here, target, original, workspace.wild_store(target) or "")
+        if saved is None:
+            print(f"{label} is already as buggy/wild/{target.name} has it: nothing was changed or saved.")
+            return EXIT_OK
+        print(f"Put buggy/wild/{target.name} back in {label}; your version was saved as "
+              f"{saved.relative_to(here.root)}")
+        print(f"Check that the bugs are back: {follow(args, 'check', bug.slug)}")
+        return EXIT_OK
     saved = workspace.reset(bug, here, target)
     where = ", ".join(bug.functions)
     if saved is None:
