@@ -338,7 +338,7 @@ def cmd_reset(args: argparse.Namespace) -> int:
         raise CommandError(f"reset --impl takes the path of a folder or .py file, and {args.impl!r} is neither "
                            "(reset writes to it, so it must be a copy of your own)", kind="implementation")
     target, label = _target(args, bug)
-    if target.resolve().parent in _exhibits():
+    if set(target.resolve().parents) & set(_exhibits()):
         raise CommandError(f"{label} is in buggy/ or fixed/, which the lab keeps as they are; reset works on "
                            "a copy (your working copy, or --impl PATH)")
     if workspace.wild_store(target) is not None:  # track 3: the whole store as buggy/wild has it
