@@ -43,27 +43,54 @@ FIGURE = {"lost-updates": "was lost", "lost-increments": "1 of 2 lost",
 FOUND = [(store, bug) for store, bugs in HAS.items() for bug in sorted(bugs)]
 
 
-def lines(report) -> list[tuple[int, str]]:
-    """The interleaving's lines in the order they ran: (thread, file:line)."""
-    return [(step.thread, line.location) for step in report.steps for line in step.lines]
+# The commands these tests read run beside the other tests, on the machine's other core, from
+# the moment the tests are collected (tests/conftest.py calls start_in_background).
+COMMANDS = {
+    "table": ("wild", "--buggy-only", "--markdown"),
+    "replay 1": ("race", "stats-drift", "--impl", "buggy.wild.django_cache", "--json"),
+    "replay 2": ("race", "stats-drift", "--impl", "buggy.wild.django_cache", "--json"),
+}
+_running: dict[str, subprocess.Popen] = {}
 
 
-@pytest.fixture(scope="module")
-def buggy_findings():
-    return wild.findings(("buggy",))
+def start_in_background() -> None:
+    for name, argv in COMMANDS.items():
+        if name not in _running:
+            _running[name] = subprocess.Popen([sys.executable, "-m", "sessionlab", *argv], cwd=ROOT, text=True,
+                                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
 
 
-def test_each_store_has_the_bugs_the_table_says(buggy_findings):
-    got = {(f.store, f.bug.slug) for f in buggy_findings if f.has}
+def output_of(name: str) -> str:
+    start_in_background()
+    out, _ = _running[name].communicate(timeout=120)
+    assert _running[name].returncode == 0, f"sessionlab {' '.join(COMMANDS[name])} exited with " \
+                                           f"{_running[name].returncode}:\n{out[-2000:]}"
+    return out
+
+
+def test_each_store_has_the_bugs_the_table_says():
+    rows = [line.strip("|").split("|") for line in output_of("table").splitlines()[2:]]
+    stores = [cell.strip().split(".py")[0] for cell in output_of("table").splitlines()[0].strip("|").split("|")[1:]]
+    got = {(store, row[0].strip().split(". ", 1)[1]) for row in rows
+           for store, cell in zip(stores, row[1:]) if cell.strip() == "has it"}
     assert got == set(FOUND), f"found {sorted(got)}"
-    assert len(buggy_findings) == len(wild.STORES) * len(catalogue.track(1))
+    assert len(rows) == len(catalogue.track(1)) and stores == list(wild.STORES)
 
 
-def test_technical_md_holds_the_table_the_command_prints(buggy_findings):
-    table = wild.markdown(buggy_findings)
+def test_technical_md_holds_the_table_the_command_prints():
+    table = output_of("table").strip()
     assert table in (ROOT / "TECHNICAL.md").read_text(encoding="utf-8"), (
         "TECHNICAL.md's table of the stores in the wild is out of date; paste in what "
         f"`sessionlab wild --buggy-only --markdown` prints:\n{table}")
+
+
+def test_the_same_command_finds_the_same_interleaving_again():
+    import json
+
+    first, again = ({key: value for key, value in json.loads(output_of(name))[0].items() if key != "seconds"}
+                    for name in ("replay 1", "replay 2"))
+    assert first["held"] is False and first["steps"], first
+    assert first == again  # the same interleaving, step by step, in as many executions
 
 
 @pytest.mark.parametrize(("store", "slug"), FOUND)
@@ -77,10 +104,9 @@ def test_the_race_is_found_in_the_frameworks_own_lines(store, slug):
     assert framework, "the interleaving shows no line of the framework"
     assert {line.path for line in framework} >= {FRAMEWORK_FILE[store]}, {line.path for line in framework}
     assert f"is {FRAMEWORK_FILE[store]}" in text
-    # Deterministic: the same search finds the same interleaving, in as many executions.
-    assert again.explored == first.explored
-    assert again.figure.summary == first.figure.summary
-    assert lines(again) == lines(first)
+    # Found again in the same process (which changes what the framework has cached, so not always
+    # in as many executions: the same command finds the same interleaving, as the test above shows).
+    assert not again.held and again.figure.summary == first.figure.summary
     assert first.explored <= 20
 
 
@@ -96,9 +122,9 @@ def test_the_application_fix_holds_over_every_interleaving(store, slug):
 def test_the_application_fix_holds_under_stress(store, slug):
     implementation = wild.store(store, "fixed")
     observation = stress.observe(slug, implementation.factory(catalogue.find(slug)),
-                                 implementation=implementation.name, max_rounds=2)
+                                 implementation=implementation.name, max_rounds=1)
     assert not observation.detected, observation.message
-    assert observation.rounds == 2
+    assert observation.rounds == 1
 
 
 def test_a_lock_around_the_save_alone_is_still_buggy(tmp_path):
@@ -131,3 +157,37 @@ def test_without_the_frameworks_the_self_test_says_why_in_one_line(tmp_path):
     assert done.returncode in (0, 5), done.stdout[-2000:]  # 5: this module alone, so nothing ran
     assert len(skipped) == 1, done.stdout[-2000:]
     assert "pip install -e '.[realworld]'" in skipped[0]
+
+
+def test_the_learner_loop_on_a_store_in_the_wild(tmp_path, monkeypatch, capsys):
+    """start copies the stores; hint, diff, check and reset take one with --impl, as in exercise 13."""
+    import shutil
+
+    from sessionlab.cli import main
+
+    for folder in ("buggy", "fixed", "exercises"):
+        shutil.copytree(ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setenv("SESSIONLAB_ROOT", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    mine = tmp_path / "workspace" / "wild" / "flask_cachelib.py"
+
+    def run(*argv):
+        code = main(list(argv))
+        return code, capsys.readouterr().out
+
+    assert run("start")[0] == 0
+    assert mine.read_bytes() == (ROOT / "buggy" / "wild" / "flask_cachelib.py").read_bytes()
+    code, out = run("hint", "--impl", "workspace/wild/flask_cachelib.py")
+    assert code == 0 and "Hint 1 of 4 for wild/flask_cachelib" in out, out
+    code, out = run("check", "lost-updates", "--no-stress", "--impl", "workspace/wild/flask_cachelib.py")
+    assert code != 0 and "STILL BUGGY" in out and "the update of" in out, out
+    code, out = run("diff", "lost-updates", "--impl", "workspace/wild/flask_cachelib.py")
+    assert code == 0 and "+SESSION_LOCK_STRIPES = 64" in out and "fixed/wild/flask_cachelib.py" in out, out
+
+    shutil.copy2(tmp_path / "fixed" / "wild" / "flask_cachelib.py", mine)  # the learner's fix
+    code, out = run("check", "lost-updates", "--no-stress", "--impl", "workspace/wild/flask_cachelib.py")
+    assert code == 0 and "FIXED" in out, out
+    code, out = run("reset", "lost-updates", "--impl", "workspace/wild/flask_cachelib.py")
+    assert code == 0 and "your version was saved" in out, out
+    assert mine.read_bytes() == (ROOT / "buggy" / "wild" / "flask_cachelib.py").read_bytes()
+    assert run("reset", "lost-updates", "--impl", "buggy/wild/flask_cachelib.py")[0] != 0  # the exhibit stays

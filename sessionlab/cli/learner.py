@@ -121,6 +121,12 @@ def cmd_list(args: argparse.Namespace) -> int:
         print("\n".join(wrap(f"unproven: {race.frontrun_available()[1]}", output.width())))
     if upcoming is None:
         print(f"Every bug is fixed. Compare your fixes with the reference: {follow(args, 'diff', 'BUG')}")
+        wild = exercises.load_wild(here.root)
+        if wild and not args.impl:
+            print("\n".join(wrap("Next, track 3: the same bugs in stores on real frameworks, exercises "
+                                 + " and ".join(exercise.folder.name for exercise in wild)
+                                 + f" ({len(wild)} stores in workspace/wild/): sessionlab check --impl "
+                                 f"workspace/wild/{wild[0].store}.py", output.width())))
         return EXIT_OK
     slug = upcoming.bug.slug
     print(f"Next: read {upcoming.readme.relative_to(here.root)}, then")
