@@ -176,15 +176,21 @@ class _Capture:
 
 
 @untraced
-def _callers(frame: Any, depth: int = 16) -> tuple[tuple[str, int, str], ...]:
-    """Where a frame was called from: (file, line, function), innermost first."""
+def _callers(frame: Any, depth: int = 24) -> tuple[tuple[str, int, str], ...]:
+    """Where a frame was called from: (file, line, function), innermost first, up to the lab's
+    own code (the scenario's worker), which called the implementation."""
     found = []
     frame = frame.f_back if frame is not None else None
     while frame is not None and len(found) < depth:
         code = frame.f_code
         found.append((code.co_filename, frame.f_lineno, getattr(code, "co_qualname", code.co_name)))
+        if code.co_filename.startswith(_LAB):
+            break
         frame = frame.f_back
     return tuple(found)
+
+
+_LAB = os.path.dirname(os.path.abspath(__file__)) + os.sep  # sessionlab/: where the callers of a worker's code begin
 
 
 @untraced
