@@ -307,7 +307,7 @@ EXPLORE_SECONDS = 10.0
 # search is run under a preemption bound instead, and that bound. A framework's call has
 # hundreds of shared accesses; two unsynchronised calls through Django have more than 10,000
 # interleavings, and a lost update, a lost increment or a colliding id needs one preemption.
-FRAMEWORK_EXECUTIONS = 60
+FRAMEWORK_EXECUTIONS = 45
 FRAMEWORK_PREEMPTIONS = 1
 # When a systematic run stalls: how many schedules to draw at random, and from which seed.
 SAMPLED_SCHEDULES = 200

@@ -55,6 +55,7 @@ class Finding:
     bug: Bug
     has: bool
     evidence: str  # the figure of the check that broke, or what held
+    detail: str = ""  # the report of the check that broke: the interleaving, the framework's lines
 
 
 def own_checks(bug: Bug) -> tuple[checks.Check, ...]:
@@ -69,7 +70,7 @@ def finding(name: str, variant: str, bug: Bug) -> Finding:
     for check in own_checks(bug):
         result = checks._run_one(check, implementation)
         if result.outcome != checks.HELD:
-            return Finding(name, variant, bug, True, result.message.split(": ", 1)[-1])
+            return Finding(name, variant, bug, True, result.message.split(": ", 1)[-1], result.detail)
         held.append(result.message.split(": ", 1)[-1])
     return Finding(name, variant, bug, False, "; ".join(held))
 

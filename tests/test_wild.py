@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from sessionlab import catalogue, race, wild
+from sessionlab import catalogue, race, stress, wild
 
 ok, why = wild.available()
 if not ok:
@@ -47,14 +47,8 @@ FOUND = [(store, bug) for store, bugs in HAS.items() for bug in sorted(bugs)]
 # The commands these tests read run one after the other beside the other tests, on the machine's
 # other core, from the moment the tests are collected (tests/conftest.py calls start_in_background).
 COMMANDS = {
-    "table": ("wild", "--buggy-only", "--markdown"),
-    "replay 1": ("race", "stats-drift", "--impl", "buggy.wild.django_cache", "--json"),
-    "replay 2": ("race", "stats-drift", "--impl", "buggy.wild.django_cache", "--json"),
-    **{f"judge {store} {slug}": ("check", slug, "--no-stress", "--impl", f"fixed.wild.{store}", "--json")
-       for store, slug in FOUND},
-    # Stress: as many rounds as the self-test runs on fixed/ (the judge's own bound is 12).
-    **{f"stress {store} {slug}": ("observe", slug, "--impl", f"fixed.wild.{store}", "--rounds", "3", "--json")
-       for store, slug in FOUND},
+    "table": ("wild", "--buggy-only", "--json"),
+    **{name: ("race", "stats-drift", "--impl", "buggy.wild.django_cache", "--json") for name in ("replay 1", "replay 2")},
 }
 _outputs: dict[str, tuple[int, str]] = {}
 _done = threading.Condition()  # guards _outputs; notified as each command ends
@@ -89,65 +83,62 @@ def output_of(name: str) -> str:
     return out
 
 
-def test_each_store_has_the_bugs_the_table_says():
-    rows = [line.strip("|").split("|") for line in output_of("table").splitlines()[2:]]
-    stores = [cell.strip().split(".py")[0] for cell in output_of("table").splitlines()[0].strip("|").split("|")[1:]]
-    got = {(store, row[0].strip().split(". ", 1)[1]) for row in rows
-           for store, cell in zip(stores, row[1:]) if cell.strip() == "has it"}
+@pytest.fixture(scope="module")
+def table():
+    """What `sessionlab wild --buggy-only --json` printed: every finding, and the Markdown table."""
+    import json
+
+    return json.loads(output_of("table"))
+
+
+@pytest.fixture(scope="module")
+def buggy_findings(table):
+    bugs = {bug.slug: bug for bug in catalogue.track(1)}
+    return [wild.Finding(f["store"].split("/")[-1].removesuffix(".py"), f["store"].split("/")[0], bugs[f["bug"]],
+                         f["has"], f["evidence"], f["detail"]) for f in table["findings"]]
+
+
+def test_each_store_has_the_bugs_the_table_says(buggy_findings):
+    got = {(f.store, f.bug.slug) for f in buggy_findings if f.has}
     assert got == set(FOUND), f"found {sorted(got)}"
-    assert len(rows) == len(catalogue.track(1)) and stores == list(wild.STORES)
+    assert len(buggy_findings) == len(wild.STORES) * len(catalogue.track(1))
 
 
-def test_technical_md_holds_the_table_the_command_prints():
-    table = output_of("table").strip()
-    assert table in (ROOT / "TECHNICAL.md").read_text(encoding="utf-8"), (
+def test_technical_md_holds_the_table_the_command_prints(table, buggy_findings):
+    assert table["markdown"] == wild.markdown(buggy_findings)
+    assert table["markdown"] in (ROOT / "TECHNICAL.md").read_text(encoding="utf-8"), (
         "TECHNICAL.md's table of the stores in the wild is out of date; paste in what "
-        f"`sessionlab wild --buggy-only --markdown` prints:\n{table}")
-
-
-def test_the_same_command_finds_the_same_interleaving_again():
-    import json
-
-    def interleaving(name: str) -> dict:
-        """What a replay found: the figure, the schedule, and each line each thread ran, in order
-        (not the values they saw: Django stamps each cache entry with the time)."""
-        report = json.loads(output_of(name))[0]
-        lines = [(step["thread"], line["location"]) for step in report["steps"] for line in step["lines"]]
-        return {"held": report["held"], "explored": report["explored"], "figure": report["figure"],
-                "schedule": report["schedule"], "lines": lines}
-
-    first, again = interleaving("replay 1"), interleaving("replay 2")
-    assert first["held"] is False and first["lines"], first
-    assert first == again  # the same interleaving, line by line, in as many executions
+        f"`sessionlab wild --buggy-only --markdown` prints:\n{table['markdown']}")
 
 
 @pytest.mark.parametrize(("store", "slug"), FOUND)
-def test_the_race_is_found_in_the_frameworks_own_lines(store, slug):
-    first = race.explore(slug, wild.store(store))
-    assert not first.held
-    assert FIGURE[slug] in first.figure.summary, first.figure.summary
-    text = first.text(width=100)
-    framework = [line for step in first.steps for line in step.lines if line.path]
-    assert framework, "the interleaving shows no line of the framework"
-    assert {line.path for line in framework} >= {FRAMEWORK_FILE[store]}, {line.path for line in framework}
-    assert f"is {FRAMEWORK_FILE[store]}" in text
-    assert first.explored <= 20
+def test_the_race_is_found_in_the_frameworks_own_lines(buggy_findings, store, slug):
+    found = next(f for f in buggy_findings if (f.store, f.bug.slug) == (store, slug))
+    assert FIGURE[slug] in found.evidence, found.evidence
+    text = found.detail
+    # The report names the framework's file where the race is, and shows its lines.
+    assert f"is {FRAMEWORK_FILE[store]}" in text, text
+    file = FRAMEWORK_FILE[store].rsplit("/", 1)[-1]
+    assert sum(f"{file}:" in line for line in text.splitlines()) >= 2, text
+    found_after = int(found.evidence.split("found after exploring ")[1].split()[0])
+    assert found_after <= 20, found.evidence
 
 
 @pytest.mark.parametrize(("store", "slug"), FOUND)
-def test_the_application_fix_is_judged_fixed(store, slug):
-    """The judge's verdict on fixed/wild: the contract, the bug's scenario over every interleaving
-    and every pair of operations; then stress on real threads, 3 rounds, as on fixed/."""
-    import json
+def test_the_application_fix_holds_over_every_interleaving(store, slug):
+    report = race.explore(slug, wild.store(store, "fixed"))
+    assert report.held and report.complete, report.message
+    assert report.preemptions is None, "the fix must hold over every interleaving, not a bounded search"
+    assert report.explored >= 3, report.message
 
-    verdict = json.loads(output_of(f"judge {store} {slug}"))["verdicts"][0]
-    assert verdict["status"] == "FIXED", verdict
-    by_name = {check["check"]: check for check in verdict["checks"]}
-    scenario = by_name["every interleaving (frontrun)"]["message"]
-    assert "every interleaving holds" in scenario and "preemption" not in scenario, scenario
-    assert "at most 1 preemption" in by_name["every pair of operations (frontrun)"]["message"]
-    stress = json.loads(output_of(f"stress {store} {slug}"))[0]
-    assert stress["detected"] is False and stress["rounds"] == 3, stress
+
+@pytest.mark.parametrize(("store", "slug"), FOUND)
+def test_the_application_fix_holds_under_stress(store, slug):
+    implementation = wild.store(store, "fixed")
+    observation = stress.observe(slug, implementation.factory(catalogue.find(slug)),
+                                 implementation=implementation.name, max_rounds=1)
+    assert not observation.detected, observation.message
+    assert observation.rounds == 1
 
 
 def test_a_lock_around_the_save_alone_is_still_buggy(tmp_path):

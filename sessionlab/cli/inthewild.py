@@ -22,7 +22,8 @@ def cmd_wild(args: argparse.Namespace) -> int:
         progress.end()
     if args.json:
         print_json({"findings": [{"store": f"{f.variant}/wild/{f.store}.py", "bug": f.bug.slug, "has": f.has,
-                                  "evidence": f.evidence} for f in found]})
+                                  "evidence": f.evidence, "detail": f.detail} for f in found],
+                    "markdown": wild.markdown(found)})
         return EXIT_OK
     if args.markdown:
         print(wild.markdown(found))
