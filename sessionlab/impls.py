@@ -203,7 +203,10 @@ def _import_path(path: Path) -> ModuleType:
     except Exception as exc:  # the code itself is broken: say where, in its own files
         del sys.modules[name]
         files = frozenset(str(p) for p in (path.glob("*.py") if path.is_dir() else [path]))
-        raise CodeError.of(exc, files).with_traceback(None) from None
+        error = CodeError.of(exc, files)
+        if isinstance(exc, ImportError) and path.parent.name == "wild":
+            error.message += " (the stores on real frameworks need them: pip install -e '.[realworld]')"
+        raise error.with_traceback(None) from None
     except BaseException:
         del sys.modules[name]
         raise

@@ -177,6 +177,12 @@ def test_without_the_frameworks_the_self_test_says_why_in_one_line(tmp_path):
     assert done.returncode in (0, 5), done.stdout[-2000:]  # 5: this module alone, so nothing ran
     assert len(skipped) == 1, done.stdout[-2000:]
     assert "pip install -e '.[realworld]'" in skipped[0]
+    # And a store checked without its framework is an ERROR that says what to install.
+    done = subprocess.run([sys.executable, "-m", "sessionlab", "check", "lost-updates", "--impl",
+                           str(ROOT / "buggy" / "wild" / "django_cache.py")], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=60)
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "ERROR" in done.stdout and "pip install -e '.[realworld]'" in " ".join(done.stdout.split())
 
 
 def test_the_learner_loop_on_a_store_in_the_wild(tmp_path, monkeypatch, capsys):
