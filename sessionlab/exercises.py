@@ -26,15 +26,20 @@ class Exercise:
         return self.folder / "README.md"
 
 
-def load(root: Path) -> tuple[Exercise, ...]:
-    """Read the manifest; check that it lists every catalogue bug's exercise once."""
+def _manifest(root: Path) -> tuple[Path, dict]:
+    """exercises/manifest.toml: where it is, and what it holds."""
     path = root / "exercises" / "manifest.toml"
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return path, tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ManifestError(f"{path} is missing") from None
     except tomllib.TOMLDecodeError as exc:
         raise ManifestError(f"{path}: {exc}") from None
+
+
+def load(root: Path) -> tuple[Exercise, ...]:
+    """Read the manifest; check that it lists every catalogue bug's exercise once."""
+    path, data = _manifest(root)
     exercises = []
     for entry in data.get("exercise", []):
         try:
@@ -77,11 +82,7 @@ class WildExercise:
 
 def load_wild(root: Path) -> tuple[WildExercise, ...]:
     """The manifest's [[wild]] entries: track 3, one exercise per store on a real framework."""
-    path = root / "exercises" / "manifest.toml"
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, tomllib.TOMLDecodeError) as exc:
-        raise ManifestError(f"{path}: {exc}") from None
+    path, data = _manifest(root)
     found = []
     for entry in data.get("wild", []):
         try:

@@ -33,7 +33,8 @@ from sessionlab.exploration import explore_workers, scope_of
 from sessionlab.figure import Figure, plural
 from sessionlab.impls import CodeError, Implementation
 from sessionlab.linearizability import HistoryRecorder
-from sessionlab.report import RaceReport, masked
+from sessionlab.report import RaceReport
+from sessionlab.steps import masked
 
 OPERATIONS = ("create", "get", "update", "increment", "delete", "stats")
 

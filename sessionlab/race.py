@@ -31,7 +31,8 @@ from sessionlab.exploration import (  # noqa: F401  (re-exported for callers of 
 )
 from sessionlab.figure import Figure
 from sessionlab.impls import Implementation
-from sessionlab.report import RaceReport, masked
+from sessionlab.report import RaceReport
+from sessionlab.steps import masked
 
 
 @dataclass

@@ -10,7 +10,7 @@ from sessionlab import catalogue, exercises, race, workspace
 from sessionlab.bugs import Bug
 from sessionlab.cli import output, verdicts
 from sessionlab.cli.common import (ERROR, EXIT_FOR, EXIT_OK, FIXED, HANGS, STILL_BUGGY, UNPROVEN, CommandError,
-                                   code_error_json, follow, load, source_file, space, worst)
+                                   Loaded, code_error_json, follow, load, source_file, space, worst)
 from sessionlab.cli.output import Progress, print_json, table, verdict_word, wrap
 
 
@@ -152,21 +152,15 @@ def cmd_check(args: argparse.Namespace) -> int:
     found = exercises.load(here.root)
     progress = Progress()
     stress_too = not args.no_stress
-    left_out: list[Bug] = []
+    # A store of one track only (the wild ones) is checked on the bugs of the classes it defines.
+    runnable = tuple(exercise for exercise in found if _defines(loaded, exercise.bug)) or found
+    left_out = [exercise.bug for exercise in found if exercise not in runnable] if args.all else []
     if args.all:
-        bugs = [exercise.bug for exercise in found]
-        if loaded.implementation is not None:  # a store of one track only (the wild ones) is checked on it
-            left_out = [bug for bug in bugs if not callable(getattr(loaded.implementation.module, bug.manager, None))]
-            bugs = [bug for bug in bugs if bug not in left_out] or bugs
-            left_out = [bug for bug in left_out if bug not in bugs]
-        judged = verdicts.judge_all(bugs, loaded, progress, stress_too=stress_too)
+        judged = verdicts.judge_all([exercise.bug for exercise in runnable], loaded, progress, stress_too=stress_too)
     elif args.bug:
         judged = [verdicts.judge(catalogue.find(args.bug), loaded, progress, stress_too=stress_too)]
     else:
-        if loaded.implementation is not None:  # a store of one track only (the wild ones): its exercises
-            module = loaded.implementation.module
-            found = tuple(e for e in found if callable(getattr(module, e.bug.manager, None))) or found
-        picked = verdicts.current(loaded, found, spec, progress, stress_too=stress_too)
+        picked = verdicts.current(loaded, runnable, spec, progress, stress_too=stress_too)
         judged = [picked[1]] if picked else []
     where = verdicts.place(spec)
     for verdict in judged:
@@ -208,6 +202,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     elif judged[0].fixed:
         print(f"Next exercise: {follow(args, 'check')}")
     return EXIT_FOR[status]
+
+
+def _defines(loaded: Loaded, bug: Bug) -> bool:
+    """Whether the implementation defines the class a bug lives in (true when it did not load)."""
+    return loaded.implementation is None or callable(getattr(loaded.implementation.module, bug.manager, None))
 
 
 # -- hint -----------------------------------------------------------------------------------------
