@@ -1,22 +1,28 @@
 """The bug catalogue: the one list of bugs that tests, command line and docs read.
 
 Each bug's entry lives in its own module under ``sessionlab/bugs/``, beside the
-scenarios and checks that expose it; this module lists them in order and finds
-them by name.
+scenarios and checks that expose it; this module lists them in order, finds
+them by name, and hands out a bug's ``Home``: the entry with what exposes it,
+which the judge passes down to the engines.
 """
 
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
+from dataclasses import dataclass
 from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-from sessionlab.bugs import (  # noqa: F401  (re-exported: the catalogue's vocabulary)
+from sessionlab.bug import (  # noqa: F401  (re-exported: the catalogue's vocabulary)
     ATOMICITY_VIOLATION,
     DEADLOCK,
     ORDER_VIOLATION,
     RESOURCE_LEAK,
     SECURITY,
     Bug,
+)
+from sessionlab.bugs import (
     cleanup_leak,
     close_order,
     cross_process_increment,
@@ -29,6 +35,12 @@ from sessionlab.bugs import (  # noqa: F401  (re-exported: the catalogue's vocab
     stale_cache,
     stats_drift,
 )
+from sessionlab.figure import Figure
+
+if TYPE_CHECKING:
+    from sessionlab.engines.exploration.threads import RaceScenario
+    from sessionlab.engines.stress import Scenario
+    from sessionlab.implementations import Implementation
 
 # Every bug's module, in the order of the exercises.
 MODULES: tuple[ModuleType, ...] = (
@@ -36,10 +48,33 @@ MODULES: tuple[ModuleType, ...] = (
     stale_cache, expiry_race, lock_order_deadlock, cross_process_increment, close_order,
 )
 
-BUGS: tuple[Bug, ...] = tuple(module.BUG for module in MODULES)
+
+@dataclass(frozen=True)
+class Home:
+    """A bug and what exposes it, as its module under ``sessionlab/bugs/`` defines them."""
+
+    bug: Bug
+    stress: Scenario | None  # real threads, free-running (sessionlab.engines.stress)
+    race: RaceScenario | None  # threads under every interleaving (sessionlab.engines.exploration.threads)
+    checks: tuple[tuple[str, Callable[[Implementation], Figure]], ...]  # single-thread checks
+    explore: Callable[[Implementation], Any] | None  # an exploration of its own: processes on one file
+
+    @classmethod
+    def of(cls, module: ModuleType) -> Home:
+        return cls(module.BUG, getattr(module, "STRESS", None), getattr(module, "RACE", None),
+                   tuple(getattr(module, "CHECKS", ())), getattr(module, "EXPLORE", None))
+
+    @property
+    def explorable(self) -> bool:
+        """Whether the bug has an interleaving to show: a thread scenario, or an exploration of its own."""
+        return self.race is not None or self.explore is not None
+
+
+HOMES: tuple[Home, ...] = tuple(Home.of(module) for module in MODULES)
+BUGS: tuple[Bug, ...] = tuple(home.bug for home in HOMES)
 
 _BY_SLUG = {bug.slug: bug for bug in BUGS}
-_HOMES = {module.BUG.slug: module for module in MODULES}
+_HOMES = {home.bug.slug: home for home in HOMES}
 
 
 class UnknownBug(LookupError):
@@ -90,6 +125,16 @@ def track(number: int) -> tuple[Bug, ...]:
     return tuple(bug for bug in BUGS if bug.track == number)
 
 
-def home(bug: Bug | str) -> ModuleType:
-    """The module that holds a bug's scenarios and checks."""
-    return _HOMES[bug if isinstance(bug, str) else bug.slug]
+def home(bug: Bug | str | int) -> Home:
+    """A bug's home: its entry and what exposes it (a Bug, or any name ``find`` accepts)."""
+    return _HOMES[(bug if isinstance(bug, Bug) else find(bug)).slug]
+
+
+def races() -> tuple[Home, ...]:
+    """The homes of the bugs that have a thread scenario to explore, in catalogue order."""
+    return tuple(home for home in HOMES if home.race is not None)
+
+
+def stressed() -> tuple[Home, ...]:
+    """The homes of the bugs that have a stress scenario, in catalogue order."""
+    return tuple(home for home in HOMES if home.stress is not None)

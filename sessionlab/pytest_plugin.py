@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 
-from sessionlab import catalogue, impls
+from sessionlab import catalogue, implementations
 
 # Hypothesis profiles (choose with --hypothesis-profile=NAME). The default is small and
 # derandomized, so the self-test gives the same verdict on every run. The explain phase
@@ -148,19 +148,20 @@ def _param_id(spec: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def _implementations() -> dict[str, impls.Implementation]:
+def _implementations() -> dict[str, implementations.Implementation]:
     return {}
 
 
 @pytest.fixture
-def impl(request: pytest.FixtureRequest, _implementations: dict[str, impls.Implementation]) -> impls.Implementation:
+def impl(request: pytest.FixtureRequest,
+         _implementations: dict[str, implementations.Implementation]) -> implementations.Implementation:
     spec = request.param
     if spec not in _implementations:
         try:
-            _implementations[spec] = impls.load(spec)
-        except impls.ImplementationError as exc:
+            _implementations[spec] = implementations.load(spec)
+        except implementations.ImplementationError as exc:
             pytest.exit(f"--impl: {exc}", returncode=4)
-        except impls.CodeError as exc:
+        except implementations.CodeError as exc:
             pytest.exit(f"ERROR: the code of {spec} does not load: {exc}", returncode=3)
     return _implementations[spec]
 
@@ -172,7 +173,7 @@ def lab_message(excinfo: pytest.ExceptionInfo[BaseException], files: frozenset[s
         text = text.split("\nassert ", 1)[0].strip()
     if not text:
         text = excinfo.typename
-    from sessionlab.bounded import Hang
+    from sessionlab.engines.bounded import Hang
 
     if isinstance(excinfo.value, Hang):
         text = f"HANGS: {text}"

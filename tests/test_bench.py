@@ -9,8 +9,8 @@ import json
 
 import pytest
 
-from sessionlab import baselines, bench
 from sessionlab.api import SessionNotFound
+from sessionlab.bench import baselines, throughput
 from sessionlab.cli import main
 
 
@@ -28,14 +28,14 @@ def test_each_baseline_keeps_the_contract_the_benchmark_uses(name, factory):
 
 
 def test_every_workload_runs_its_operations_on_every_implementation():
-    figures = bench.measure(["buggy", "fixed"], workloads=bench.WORKLOADS, threads=(1, 4), repeats=2,
+    figures = throughput.measure(["buggy", "fixed"], workloads=throughput.WORKLOADS, threads=(1, 4), repeats=2,
                             operations=200)
     names = ["buggy", "fixed"] + [name for name, _ in baselines.available()]
     assert {(f.workload, f.threads, f.implementation) for f in figures} == {
-        (w, t, n) for w in bench.WORKLOADS for t in (1, 4) for n in names}
+        (w, t, n) for w in throughput.WORKLOADS for t in (1, 4) for n in names}
     assert all(len(f.runs) == 2 and f.ops_per_second > 0 for f in figures)
-    rows = list(bench.rows(figures, names))
-    assert len(rows) == len(bench.WORKLOADS) * 2 and all(float(row[-1]) > 0 for row in rows)
+    rows = list(throughput.rows(figures, names))
+    assert len(rows) == len(throughput.WORKLOADS) * 2 and all(float(row[-1]) > 0 for row in rows)
 
 
 def test_the_command_prints_json(capsys):
@@ -48,17 +48,18 @@ def test_the_command_prints_json(capsys):
 
 def test_the_other_costs_are_measured_on_real_runs():
     import fixed
-    from sessionlab import costs, impls
+    from sessionlab import implementations
+    from sessionlab.bench import costs
 
     assert costs.memory_per_deleted_session(fixed.SessionManager, cycles=2_000) <= 16  # nothing kept
     assert costs.linearizability_seconds_per_1000_calls(fixed.SessionManager, repeats=1) > 0
-    seconds = costs.exploration_seconds(impls.load("fixed"), repeats=1)
+    seconds = costs.exploration_seconds(implementations.load("fixed"), repeats=1)
     assert set(seconds) >= {"lost-updates", "stale-cache", "lock-order-deadlock"} and min(seconds.values()) > 0
 
 
 def test_requests_per_second_over_http_for_a_manager_and_plain_flask():
     pytest.importorskip("gunicorn")
-    from sessionlab import costs
+    from sessionlab.bench import costs
 
     rates = costs.http_requests_per_second([("fixed", costs.served("fixed")),
                                             ("plain Flask", costs.PLAIN_FLASK)], users=3, requests=8, repeats=1)

@@ -19,8 +19,8 @@ import time
 
 import pytest
 
-from sessionlab.bounded import Hang, Held, Wait, abandon, join_all, run_bounded
-from sessionlab.witness import Witness, describe_deadlock, explore_bounded
+from sessionlab.engines.bounded import Hang, Held, Wait, abandon, join_all, run_bounded
+from sessionlab.engines.exploration.witness import Witness, describe_deadlock, explore_bounded
 
 HERE = os.path.realpath(__file__)
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -89,7 +89,7 @@ def held_at(lock: str, marker: str, function: str) -> Held:
 
 
 def explore(setup, workers, per_run: float = 5.0):
-    """One frontrun exploration, driven as sessionlab.exploration.explore_workers drives it."""
+    """One frontrun exploration, driven as sessionlab.engines.exploration.explore_workers drives it."""
     frontrun = pytest.importorskip("frontrun")
     from frontrun._cooperative import patch_locks, unpatch_locks
 
@@ -217,7 +217,7 @@ def test_the_process_exits_promptly_after_a_hang(tmp_path):
     script = tmp_path / "hang.py"
     script.write_text(textwrap.dedent("""
         import threading
-        from sessionlab.bounded import Hang, join_all, run_bounded
+        from sessionlab.engines.bounded import Hang, join_all, run_bounded
 
         a, b, barrier = threading.Lock(), threading.Lock(), threading.Barrier(2)
 
@@ -356,8 +356,8 @@ def test_an_exploration_stuck_outside_the_workers_is_bounded_as_a_whole(tmp_path
         sys.path.insert(0, {str(tmp_path)!r})
         import frontrun, stuckdemo
         from frontrun._cooperative import patch_locks, unpatch_locks
-        from sessionlab.bounded import Hang
-        from sessionlab.witness import explore_bounded
+        from sessionlab.engines.bounded import Hang
+        from sessionlab.engines.exploration.witness import explore_bounded
 
         def setup():
             manager = stuckdemo.Reentered()

@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from sessionlab import catalogue, race, workspace
+from sessionlab import catalogue
 from sessionlab.cli import main
+from sessionlab.engines import exploration
+from sessionlab.learner import workspace
 
 ROOT = Path(__file__).resolve().parent.parent
-AVAILABLE, WHY = race.frontrun_available()
+AVAILABLE, WHY = exploration.frontrun_available()
 needs_frontrun = pytest.mark.skipif(not AVAILABLE, reason=WHY)
 
 
@@ -182,14 +184,16 @@ def test_git_ignores_the_working_copy_and_the_lab_state():
 
 
 def test_without_frontrun_race_says_why_and_check_falls_back_on_stress(capsys, monkeypatch):
-    from sessionlab import checks, impls
+    from sessionlab import implementations
+    from sessionlab.engines import exploration
+    from sessionlab.judge import checks
 
-    monkeypatch.setattr(race, "frontrun_available", lambda: (False, "frontrun has no build for this platform"))
+    monkeypatch.setattr(exploration, "frontrun_available", lambda: (False, "frontrun has no build for this platform"))
     code, _, err = run(capsys, "race", "lost-increments")
     assert code == 5 and "frontrun has no build for this platform" in err  # 5: cannot decide here
     code, out, _ = run(capsys, "race", "lost-increments", "--json")
     assert code == 5 and json.loads(out)["error"]["kind"] == "unavailable"
-    verdict = checks.judge("lost-increments", impls.load("buggy"))
+    verdict = checks.judge(catalogue.find("lost-increments"), implementations.load("buggy"))
     skipped = [result for result in verdict.results if result.held is None]
     stressed = verdict.results[-1]
     assert skipped and all("frontrun has no build" in result.message for result in skipped)

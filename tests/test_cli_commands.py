@@ -12,11 +12,10 @@ import threading
 import time
 
 import pytest
+from test_cli import apply_reference_fix, lab, needs_frontrun, run  # noqa: F401  (lab is a fixture)
 
 from sessionlab import catalogue
 from sessionlab.cli import build_parser
-from test_cli import apply_reference_fix, lab, needs_frontrun, run  # noqa: F401  (lab is a fixture)
-
 
 # -- Help, version, names ------------------------------------------------------------------------
 

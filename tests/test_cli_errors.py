@@ -14,10 +14,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_cli import lab, needs_frontrun, run  # noqa: F401  (lab is a fixture)
 
 from sessionlab import catalogue
 from sessionlab.cli.status import EXIT_ERROR, EXIT_FOR, EXIT_HANGS, EXIT_USAGE, SEVERITY, worst
-from test_cli import lab, needs_frontrun, run  # noqa: F401  (lab is a fixture)
 
 
 def mutate(lab: Path, old: str, new: str) -> int:

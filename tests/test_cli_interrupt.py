@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from test_cli import lab, needs_frontrun  # noqa: F401  (lab is a fixture)
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process is POSIX")

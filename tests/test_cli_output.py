@@ -10,11 +10,11 @@ import subprocess
 import sys
 import time
 
+from test_cli import lab, needs_frontrun, run  # noqa: F401  (lab is a fixture)
+
 from sessionlab import catalogue
 from sessionlab.cli import output
-from sessionlab import stress
 from sessionlab.cli.output import Progress, table
-from test_cli import lab, needs_frontrun, run  # noqa: F401  (lab is a fixture)
 
 ESCAPE = re.compile(r"\033\[")
 
@@ -112,7 +112,7 @@ def test_observe_rate_gives_an_interval_and_says_whether_the_assumed_rate_lies_i
     code, out, _ = run(capsys, "observe", "lost-increments", "--impl", "buggy", "--rate", "4")
     assert code == 0
     assert re.search(r"buggy: broke in \d of 4 rounds \(\d+%\); 95% interval \d+\.\d% to \d+\.\d% \(Wilson\)", out)
-    rate = stress.scenario_for("lost-increments").round_rate
+    rate = catalogue.home("lost-increments").stress.round_rate
     assert f"the lab assumes buggy/ breaks at least {rate:.0%} of rounds, which lies" in " ".join(out.split())
     assert "once in a million" not in out.split("The checks run")[0]  # no miss probability of its own
     code, out, _ = run(capsys, "observe", "lost-increments", "--impl", "fixed", "--rate", "4", "--json")

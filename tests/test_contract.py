@@ -2,7 +2,7 @@
 
 Both buggy and fixed pass these: their bugs only show under concurrency (or,
 for the leak and the shared snapshot, in the checks marked for them). The
-checks of sessionlab.contract, which the judge runs on a learner's code, run
+checks of sessionlab.judge.contract, which the judge runs on a learner's code, run
 here too, against both.
 """
 
@@ -18,8 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from sessionlab import api, contract, hostile, impls, workspace
+from sessionlab import api, implementations
 from sessionlab.api import InvalidInput, Session, SessionError, SessionNotFound
+from sessionlab.judge import contract, hostile
+from sessionlab.learner import workspace
 
 
 class FakeClock:
@@ -156,7 +158,7 @@ def test_closed_manager_refuses_every_operation(impl):
 
 # -- bad input: a typed error, and nothing changes ------------------------------------
 
-BAD_NAMES, BAD_IDS, BAD_KEYS, BAD_VALUES = contract.BAD_NAMES, contract.BAD_IDS, contract.BAD_KEYS, contract.BAD_VALUES
+BAD_NAMES, BAD_IDS, BAD_KEYS, BAD_VALUES = hostile.BAD_NAMES, hostile.BAD_IDS, hostile.BAD_KEYS, hostile.BAD_VALUES
 
 
 @pytest.fixture
@@ -317,13 +319,13 @@ def test_the_whole_contract_holds(impl):
     assert figure.held and figure.summary.startswith(f"the contract holds: {len(CHECKS)} checks"), figure.summary
 
 
-def variant(tmp_path: Path, name: str, source: str) -> impls.Implementation:
+def variant(tmp_path: Path, name: str, source: str) -> implementations.Implementation:
     """A copy of buggy/ with one method replaced (as tests/test_fixes.py builds its variants)."""
     folder = tmp_path / "variant"
     shutil.copytree(Path(__file__).resolve().parent.parent / "buggy", folder,
                     ignore=shutil.ignore_patterns("__pycache__"))
     workspace.replace_functions(folder / workspace.MODULE, {name: textwrap.indent(textwrap.dedent(source), "    ")})
-    return impls.load(str(folder))
+    return implementations.load(str(folder))
 
 
 def test_the_contract_rejects_a_fix_that_stores_a_key_before_the_size_check(tmp_path):

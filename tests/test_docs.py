@@ -49,12 +49,12 @@ def test_the_documents_quote_commands():
 
 
 def test_the_round_bounds_the_exercises_quote_are_the_code_s():
-    from sessionlab import stress
+    from sessionlab.engines import stress
 
     quoted = re.compile(r"of\s+at\s+most\s+(\d+)|held\s+in\s+(\d+)\s+rounds?")
     checked = 0
     for bug in catalogue.BUGS:
-        scenario = stress.scenarios().get(bug.slug)
+        scenario = catalogue.home(bug).stress
         readme = ROOT / bug.exercise / "README.md"
         if scenario is None or not readme.exists():
             continue
@@ -66,7 +66,7 @@ def test_the_round_bounds_the_exercises_quote_are_the_code_s():
 
 
 def test_the_readme_s_demo_table_quotes_the_code_s_round_bounds():
-    from sessionlab import stress
+    from sessionlab.engines import stress
 
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     table = text[text.index("  #   bug "):].split("```")[0]
@@ -83,6 +83,6 @@ def test_the_readme_s_demo_table_quotes_the_code_s_round_bounds():
         held = re.findall(r"\((\d+) rounds?\)", joined)  # fixed/'s cell: "held (12 rounds)", wrapped or not
         assert "held" in joined and held, f"the demo row of {slug} shows no rounds held on fixed/"
         found.append((slug, int(held[-1])))
-    assert [slug for slug, _ in found] == list(stress.scenarios()), found
+    assert [slug for slug, _ in found] == [home.bug.slug for home in catalogue.stressed()], found
     for slug, rounds in found:
-        assert rounds == stress.rounds_for(stress.scenario_for(slug).round_rate), (slug, rounds)
+        assert rounds == stress.rounds_for(catalogue.home(slug).stress.round_rate), (slug, rounds)

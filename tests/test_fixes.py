@@ -9,13 +9,15 @@ exercise's functions rewritten.
 
 from __future__ import annotations
 
-import pytest
 import persistent_variants
+import pytest
 from variants import variant
 
-from sessionlab import catalogue, checks, race
+from sessionlab import catalogue
+from sessionlab.engines import exploration
+from sessionlab.judge import checks
 
-AVAILABLE, WHY = race.frontrun_available()
+AVAILABLE, WHY = exploration.frontrun_available()
 
 
 CORRECT = {
@@ -309,7 +311,7 @@ WRONG.update(persistent_variants.WRONG)
 def judged(tmp_path, name: str, slug: str, replacements: dict[str, str]) -> checks.Verdict:
     """The deterministic verdict on a copy of buggy/ with the functions of one bug rewritten."""
     implementation = variant(tmp_path, name, replacements, module=catalogue.find(slug).module)
-    return checks.judge(slug, implementation, stress_too=False)
+    return checks.judge(catalogue.find(slug), implementation, stress_too=False)
 
 
 def test_every_exercise_has_one_correct_and_two_wrong_variants():
@@ -326,7 +328,7 @@ def test_a_correct_fix_unlike_the_reference_is_accepted(tmp_path, slug):
     verdict = judged(tmp_path, "alternative", slug, CORRECT[slug])
     assert verdict.fixed, f"{slug}: a correct alternative fix was rejected: {verdict.evidence}"
     assert [result.check.name for result in verdict.results] == [
-        check.name for check in checks.checks_for(verdict.bug) if check.kind == checks.DETERMINISTIC]
+        check.name for check in checks.checks_for(catalogue.home(verdict.bug)) if check.kind == checks.DETERMINISTIC]
 
 
 @pytest.mark.skipif(not AVAILABLE, reason=WHY)

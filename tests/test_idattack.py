@@ -20,9 +20,9 @@ from types import SimpleNamespace
 import pytest
 
 import fixed.manager
-from sessionlab import impls
+from sessionlab import implementations
 from sessionlab.api import SessionNotFound
-from sessionlab.idattack import EXPECTED, attack_ids
+from sessionlab.engines.idattack.attack import EXPECTED, attack_ids
 
 ALNUM = string.ascii_letters + string.digits
 REAL_TIME = time.time
@@ -194,10 +194,10 @@ def test_an_unpredictable_id_is_accepted_every_time(name):
 
 
 def test_fixed_passes_and_buggy_fails():
-    figure = attack_ids(impls.load("fixed").new_manager)
+    figure = attack_ids(implementations.load("fixed").new_manager)
     assert figure.held, figure.summary
     assert "about 192 bits" in figure.summary
-    figure = attack_ids(impls.load("buggy").new_manager)
+    figure = attack_ids(implementations.load("buggy").new_manager)
     assert (figure.held, figure.got) == (False, "bob's id predicted")
     assert "counter written in decimal, up by 1" in figure.summary
     assert "alice tried it and got into bob's session" in figure.summary
@@ -223,7 +223,7 @@ def test_a_real_manager_with_a_hashed_counter_is_rejected():
 
 def test_the_attack_leaves_the_clock_and_random_as_it_found_them():
     state = random.getstate()
-    attack_ids(impls.load("fixed").new_manager)
+    attack_ids(implementations.load("fixed").new_manager)
     assert random.getstate() == state
     assert time.time is REAL_TIME
 
@@ -242,6 +242,6 @@ def test_the_clock_and_random_are_restored_when_the_manager_raises():
 
 
 def test_the_attack_prints_nothing(capsys):
-    attack_ids(impls.load("buggy").new_manager)
-    attack_ids(impls.load("fixed").new_manager)
+    attack_ids(implementations.load("buggy").new_manager)
+    attack_ids(implementations.load("fixed").new_manager)
     assert capsys.readouterr() == ("", "")

@@ -6,26 +6,26 @@ from pathlib import Path
 
 import pytest
 
-from sessionlab import impls
+from sessionlab import implementations
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_names_load_the_packages():
-    assert impls.load("fixed").module.__name__ == "fixed"
-    assert impls.load("buggy").new_manager().create_session("u", "n").startswith("sess-")
+    assert implementations.load("fixed").module.__name__ == "fixed"
+    assert implementations.load("buggy").new_manager().create_session("u", "n").startswith("sess-")
 
 
 def test_a_folder_loads_beside_the_original_and_reloads_when_edited(tmp_path):
     copy = tmp_path / "mine"
     shutil.copytree(ROOT / "buggy", copy, ignore=shutil.ignore_patterns("__pycache__"))
-    first = impls.load(str(copy))
-    assert first.module is not impls.load("buggy").module
-    assert impls.load(str(copy)).module is first.module  # unchanged: the same import
+    first = implementations.load(str(copy))
+    assert first.module is not implementations.load("buggy").module
+    assert implementations.load(str(copy)).module is first.module  # unchanged: the same import
     manager = copy / "manager.py"
     manager.write_text(manager.read_text().replace('"sess-{:06d}"', '"mine-{:06d}"'))
     os.utime(manager, ns=(manager.stat().st_atime_ns, manager.stat().st_mtime_ns + 1_000_000))
-    again = impls.load(str(copy))
+    again = implementations.load(str(copy))
     assert again.new_manager().create_session("u", "n") == "mine-000001"
 
 
@@ -35,14 +35,14 @@ def test_a_folder_loads_beside_the_original_and_reloads_when_edited(tmp_path):
     ("./no/such/folder", "no such file or folder"),
 ])
 def test_bad_specs_say_what_is_wrong(spec, message):
-    with pytest.raises(impls.ImplementationError, match=message):
-        impls.load(spec)
+    with pytest.raises(implementations.ImplementationError, match=message):
+        implementations.load(spec)
 
 
 def test_a_folder_must_be_a_package(tmp_path):
     (tmp_path / "loose").mkdir()
-    with pytest.raises(impls.ImplementationError, match="without __init__.py"):
-        impls.load(str(tmp_path / "loose"))
+    with pytest.raises(implementations.ImplementationError, match="without __init__.py"):
+        implementations.load(str(tmp_path / "loose"))
 
 
 @pytest.mark.parametrize("name", ["email", "json", "fixed"])
@@ -51,6 +51,6 @@ def test_a_folder_here_wins_over_a_module_of_the_same_name(tmp_path, monkeypatch
     # and a copy of buggy/ saved as ./fixed must not load the reference.
     shutil.copytree(ROOT / "buggy", tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.chdir(tmp_path)
-    loaded = impls.load(name)
+    loaded = implementations.load(name)
     assert loaded.origin == str(tmp_path / name / "__init__.py"), loaded.origin
     assert loaded.module.SessionManager.__module__ != "fixed.manager"

@@ -20,9 +20,17 @@ import buggy
 import fixed
 from sessionlab import api
 from sessionlab.api import InvalidInput, Session, SessionError, SessionNotFound
-from sessionlab.linearizability import HistoryRecorder, Operation, RecordingManager, check
-from sessionlab.model import ContractViolation, Outcome, SessionModel, SessionState, step
-from sessionlab.stress import record_mixed_run
+from sessionlab.engines.linearizability.checker import check
+from sessionlab.engines.linearizability.history import Operation
+from sessionlab.engines.linearizability.model import (
+    ContractViolation,
+    Outcome,
+    SessionModel,
+    SessionState,
+    step,
+)
+from sessionlab.engines.linearizability.recording import HistoryRecorder, RecordingManager
+from sessionlab.engines.stress import record_mixed_run
 
 
 def call(thread: str, name: str, *args, result=None, error=None, at: tuple[int, int]) -> Operation:

@@ -4,7 +4,8 @@ import difflib
 import re
 from pathlib import Path
 
-from sessionlab import catalogue, workspace
+from sessionlab import catalogue
+from sessionlab.learner import workspace
 
 ROOT = Path(__file__).resolve().parent.parent
 FIX = re.compile(r"#\s*FIX\(([a-z-]+)\)")

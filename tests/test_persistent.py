@@ -19,8 +19,15 @@ from pathlib import Path
 
 import pytest
 
-from sessionlab.api import (IllegalTransition, InvalidInput, Progress, SessionError, SessionExpired,
-                            SessionNotFound, StoreError)
+from sessionlab.api import (
+    IllegalTransition,
+    InvalidInput,
+    Progress,
+    SessionError,
+    SessionExpired,
+    SessionNotFound,
+    StoreError,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -4,7 +4,7 @@ stale-cache, expiry-race and lock-order-deadlock are races between the threads
 of one process: frontrun explores every interleaving of two calls, with the SQL
 running for real. cross-process-increment is a race between processes: the
 lab runs one process's whole increment at each statement boundary of the
-other's (``sessionlab.sqlrace``). close-order is shown by closing a manager
+other's (``sessionlab.engines.exploration.processes``). close-order is shown by closing a manager
 whose sweeper runs every 10 ms while close() is slow to log.
 """
 
@@ -12,17 +12,19 @@ from __future__ import annotations
 
 import pytest
 
-from sessionlab import impls, race
-from sessionlab.bounded import Hang
+from sessionlab import catalogue, implementations
 from sessionlab.bugs import close_order, cross_process_increment
+from sessionlab.engines import exploration
+from sessionlab.engines.bounded import Hang
+from sessionlab.engines.exploration import threads
 
-AVAILABLE, WHY = race.frontrun_available()
+AVAILABLE, WHY = exploration.frontrun_available()
 needs_frontrun = pytest.mark.skipif(not AVAILABLE, reason=WHY)
 
 
 def explored(slug: str, impl) -> None:
     try:
-        report = race.explore(slug, impl)
+        report = threads.explore(catalogue.home(slug).race, impl)
     except Hang as hang:  # the deadlock is the bug: the check failed, and says where each thread waits
         raise AssertionError(f"lock-order-deadlock: {hang.text().removeprefix('HANGS: ')}") from None
     assert report.held, f"{report.message}\n\n{report.text(width=110)}"
@@ -67,12 +69,12 @@ def test_close_stops_the_sweeper_before_the_database(impl):
 
 @pytest.fixture(scope="module")
 def buggy():
-    return impls.load("buggy")
+    return implementations.load("buggy")
 
 
 @needs_frontrun
 def test_buggy_caches_the_older_of_two_saves(buggy):
-    report = race.explore("stale-cache", buggy)
+    report = threads.explore(catalogue.home("stale-cache").race, buggy)
     assert not report.held and report.explored <= 10, report.explored
     assert report.figure.summary.startswith("the cache serves cart = '1 book' while the database holds '2 books'"), \
         report.figure.summary
@@ -81,7 +83,7 @@ def test_buggy_caches_the_older_of_two_saves(buggy):
 
 @needs_frontrun
 def test_buggy_expires_a_session_a_request_has_just_touched(buggy):
-    report = race.explore("expiry-race", buggy)
+    report = threads.explore(catalogue.home("expiry-race").race, buggy)
     assert not report.held and report.explored <= 10, report.explored
     assert report.figure.summary.startswith("the request counted access 1 (the session was live), and then the "
                                             "sweep expired it anyway"), report.figure.summary
@@ -90,7 +92,7 @@ def test_buggy_expires_a_session_a_request_has_just_touched(buggy):
 @needs_frontrun
 def test_buggy_deadlocks_and_says_which_lines_hold_and_wait(buggy):
     with pytest.raises(Hang) as hang:
-        race.explore("lock-order-deadlock", buggy)
+        threads.explore(catalogue.home("lock-order-deadlock").race, buggy)
     said = hang.value.text()
     assert hang.value.deadlock and said.startswith("HANGS: your code deadlocks"), said
     assert "holds self._cache_lock, taken at persistent.py" in said and "waits for self._db_lock" in said, said
@@ -116,7 +118,7 @@ def test_the_interleaving_never_shows_a_session_id(buggy):
 
 
 def test_fixed_lets_the_other_process_in_only_outside_its_transaction():
-    outcome, _ = cross_process_increment.statement_race(impls.load("fixed"))
+    outcome, _ = cross_process_increment.statement_race(implementations.load("fixed"))
     assert outcome.held and outcome.boundaries == outcome.waits + outcome.explored - 1, outcome.scope()
 
 

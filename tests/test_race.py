@@ -6,14 +6,16 @@ completion and every interleaving holds. No luck is involved either way.
 
 import pytest
 
-from sessionlab import impls, race
+from sessionlab import catalogue, implementations
+from sessionlab.engines import exploration
+from sessionlab.engines.exploration import threads
 
-AVAILABLE, WHY = race.frontrun_available()
+AVAILABLE, WHY = exploration.frontrun_available()
 pytestmark = pytest.mark.skipif(not AVAILABLE, reason=WHY)
 
 
 def check(slug: str, impl) -> None:
-    report = race.explore(slug, impl)
+    report = threads.explore(catalogue.home(slug).race, impl)
     assert report.held, f"{report.message}\n\n{report.text(width=110)}"
     assert report.complete, f"{slug}: the search stopped at its budget after {report.explored} interleavings"
 
@@ -48,24 +50,23 @@ def test_every_interleaving_of_a_read_and_a_logout_keeps_the_snapshot(impl):
 
 @pytest.fixture(scope="module")
 def buggy():
-    return impls.load("buggy")
+    return implementations.load("buggy")
 
 
 def races() -> list[str]:
     """The races whose bad interleaving ends (a deadlock is reported as a Hang: test_persistent_races)."""
-    from sessionlab import catalogue
-    from sessionlab.bugs import DEADLOCK
+    from sessionlab.bug import DEADLOCK
 
-    return [slug for slug in race.scenarios() if catalogue.find(slug).bug_class != DEADLOCK]
+    return [home.bug.slug for home in catalogue.races() if home.bug.bug_class != DEADLOCK]
 
 
 @pytest.fixture(scope="module")
 def reports(buggy):
-    return {slug: race.explore(slug, buggy) for slug in races()}
+    return {slug: threads.explore(catalogue.home(slug).race, buggy) for slug in races()}
 
 
 def test_the_search_is_deterministic(buggy, reports):
-    again = {slug: race.explore(slug, buggy) for slug in races()}
+    again = {slug: threads.explore(catalogue.home(slug).race, buggy) for slug in races()}
     for slug, report in reports.items():
         assert (again[slug].schedule, again[slug].explored, again[slug].figure) == (
             report.schedule, report.explored, report.figure), slug
@@ -121,6 +122,9 @@ def test_lost_updates_report_names_the_lost_key(reports):
     assert "sessionlab race lost-updates --impl buggy" in text
 
 
-def test_cleanup_leak_is_not_a_race(buggy):
-    with pytest.raises(KeyError, match="not a race"):
-        race.explore("cleanup-leak", buggy)
+def test_cleanup_leak_is_not_a_race():
+    home = catalogue.home("cleanup-leak")
+    assert home.race is None and home.explore is None and not home.explorable
+    assert [h.bug.slug for h in catalogue.races()] == [
+        "lost-updates", "lost-increments", "stats-drift", "id-collision", "shared-snapshot",
+        "stale-cache", "expiry-race", "lock-order-deadlock"]

@@ -15,13 +15,16 @@ from types import SimpleNamespace
 
 import pytest
 
-from sessionlab import catalogue, impls, race
-from sessionlab.exploration import explore_workers
+from sessionlab import catalogue, implementations
+from sessionlab.engines import exploration
+from sessionlab.engines.exploration import threads
+from sessionlab.engines.exploration.search import explore_workers
 from sessionlab.figure import Figure
-from sessionlab.report import Line, LockOp, RaceReport, Step
-from sessionlab.report_text import GUTTER, MIN_COLUMN, wrap
+from sessionlab.reports.race import RaceReport
+from sessionlab.reports.text import GUTTER, MIN_COLUMN, wrap
+from sessionlab.reports.trace import Line, LockOp, Step
 
-AVAILABLE, WHY = race.frontrun_available()
+AVAILABLE, WHY = exploration.frontrun_available()
 pytestmark = pytest.mark.skipif(not AVAILABLE, reason=WHY)
 
 WIDTHS = (80, 100, 120, 140)
@@ -77,8 +80,8 @@ SHOWN = {
 
 @pytest.fixture(scope="module")
 def reports():
-    buggy = impls.load("buggy")
-    return {slug: race.explore(slug, buggy) for slug in SLUGS}
+    buggy = implementations.load("buggy")
+    return {slug: threads.explore(catalogue.home(slug).race, buggy) for slug in SLUGS}
 
 
 def parts(text: str, threads: int = 2) -> dict[int, list[str]]:
@@ -248,7 +251,7 @@ def test_a_thread_waiting_for_a_lock_says_who_holds_it(tmp_path):
     sys.modules[spec.name] = module
     try:
         spec.loader.exec_module(module)
-        implementation = impls.Implementation("waiting", module)
+        implementation = implementations.Implementation("waiting", module)
 
         def setup():
             return SimpleNamespace(counter=module.Counter(), seen=[])

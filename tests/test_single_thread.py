@@ -49,9 +49,9 @@ def test_no_id_can_be_predicted_from_other_users_ids(impl):
 
 
 def test_the_figures_on_buggy():
-    from sessionlab import impls
+    from sessionlab import implementations
 
-    buggy = impls.load("buggy")
+    buggy = implementations.load("buggy")
     assert cleanup_leak.released_after_logout(buggy).got == "1 queued"
     memory = cleanup_leak.no_memory_retained(buggy)
     assert not memory.held and "in the cleanup queue" in memory.summary

@@ -1,7 +1,7 @@
 """The manager against a plain sequential model, rule by rule (Hypothesis stateful testing).
 
 Every machine runs the same rules on a real manager and on the model
-(sessionlab.model): log in, read, update, count an access, log out, and calls
+(sessionlab.engines.linearizability.model): log in, read, update, count an access, log out, and calls
 with bad input that must be refused without changing anything. After every
 step the invariants must hold: each live session reads exactly as the model
 says, the stats agree with the store, and the cleanup queue stays bounded.
@@ -25,18 +25,19 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
-from hypothesis.errors import FlakyFailure
 from hypothesis import assume, settings
 from hypothesis import strategies as st
+from hypothesis.errors import FlakyFailure
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, multiple, rule, run_state_machine_as_test
 
-from sessionlab import api, catalogue, race
+from sessionlab import api, catalogue
 from sessionlab.api import InvalidInput, Session
-from sessionlab.linearizability import Operation
-from sessionlab.linearizability import check as linearizable
-from sessionlab.model import SessionModel, SessionState
+from sessionlab.engines import exploration
+from sessionlab.engines.linearizability.checker import check as linearizable
+from sessionlab.engines.linearizability.history import Operation
+from sessionlab.engines.linearizability.model import SessionModel, SessionState
 
-AVAILABLE, WHY = race.frontrun_available()
+AVAILABLE, WHY = exploration.frontrun_available()
 
 NAMES = st.sampled_from(["ada", "bob", "cy"])
 KEYS = st.sampled_from(["cart", "theme", "lang"])
@@ -240,7 +241,7 @@ class SessionMachine(RuleBasedStateMachine):
             return not problems
 
         workers = [lambda burst, n=n: run_call(burst.calls[n], burst.manager) for n in range(len(calls))]
-        found = race.explore_workers(implementation, setup, workers, every_outcome_is_linearizable, replays=0)
+        found = exploration.explore_workers(implementation, setup, workers, every_outcome_is_linearizable, replays=0)
         assert found.held, (f"calls started at once: {describe(calls)}; after {found.explored} interleavings, "
                             f"one is not linearizable: {problems[0] if problems else found.explanation}")
         created = []
@@ -446,6 +447,6 @@ def test_each_bug_shrinks_to_a_small_counterexample(slug):
 
 
 def _pristine_buggy():
-    from sessionlab import impls
+    from sessionlab import implementations
 
-    return impls.load("buggy")
+    return implementations.load("buggy")

@@ -19,17 +19,17 @@ from typing import Any
 import pytest
 from hypothesis import assume, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import (Bundle, RuleBasedStateMachine, initialize, invariant, rule,
-                                 run_state_machine_as_test)
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
-from sessionlab import api, catalogue, race
+from sessionlab import api, catalogue
 from sessionlab.api import IllegalTransition, SessionExpired, SessionNotFound
-from sessionlab.bounded import Hang
 from sessionlab.bugs import close_order, cross_process_increment
 from sessionlab.bugs.persistent import MANAGER, QUIET, Clock
-from sessionlab.model import SessionModel, SessionState
+from sessionlab.engines import exploration
+from sessionlab.engines.bounded import Hang
+from sessionlab.engines.linearizability.model import SessionModel, SessionState
 
-AVAILABLE, WHY = race.frontrun_available()
+AVAILABLE, WHY = exploration.frontrun_available()
 needs_frontrun = pytest.mark.skipif(not AVAILABLE, reason=WHY)
 
 TTL = 60.0
@@ -200,7 +200,7 @@ class PersistentMachine(RuleBasedStateMachine):
             return not problem
 
         try:
-            found = race.explore_workers(self.implementation, setup, workers, holds, replays=0)
+            found = exploration.explore_workers(self.implementation, setup, workers, holds, replays=0)
         except Hang as hang:
             raise AssertionError(f"calls started at once deadlock: {hang.summary}") from None
         finally:

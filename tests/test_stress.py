@@ -2,13 +2,12 @@
 
 Each check runs its scenario until a round breaks, for at most the number of
 rounds that makes missing a present bug less likely than one in a million
-(see sessionlab/stress.py). Repeat any of them with pytest-repeat: --count 50.
+(see sessionlab/engines/stress.py). Repeat any of them with pytest-repeat: --count 50.
 """
 
 import pytest
 
-from sessionlab import stress
-
+from sessionlab.engines import stress
 
 # In the self-test, fixed/ runs this many rounds of each scenario rather than the checks' whole bound
 # (buggy/ stops at its first broken round either way); `pytest --impl fixed` runs them all.
@@ -21,8 +20,8 @@ def check(slug: str, impl, request=None) -> None:
     rounds = None
     if impl.name == "fixed" and request is not None and request.config.getoption("--impl") is None:
         rounds = SELF_TEST_ROUNDS_ON_FIXED
-    observation = stress.observe(slug, impl.factory(catalogue.find(slug)), implementation=impl.name,
-                                 max_rounds=rounds)
+    scenario = catalogue.home(slug).stress
+    observation = stress.observe(scenario, impl.factory(scenario.bug), implementation=impl.name, max_rounds=rounds)
     assert not observation.detected, observation.message
 
 
@@ -68,7 +67,7 @@ def test_a_sweep_never_expires_a_session_a_request_has_just_touched(impl, reques
 
 @pytest.mark.lock_order_deadlock
 def test_reads_and_counts_of_one_session_all_return(impl, request):
-    from sessionlab.bounded import Hang
+    from sessionlab.engines.bounded import Hang
 
     try:
         check("lock-order-deadlock", impl, request)
@@ -89,7 +88,7 @@ def test_closing_never_crashes_the_sweeper(impl, request):
 def test_a_round_whose_totals_hold_still_breaks_on_its_history():
     import fixed
     from sessionlab import catalogue
-    from sessionlab.stress import Figure, Scenario
+    from sessionlab.engines.stress import Figure, Scenario
 
     class MiscountingManager(fixed.SessionManager):
         """Counts every access, but reports the count one too high."""

@@ -48,10 +48,14 @@ from unseen_wrong_bugs_1_to_3 import CONDITION_FIX
 from unseen_wrong_bugs_4_to_6 import WRONG
 from variants import variant
 
-from sessionlab import checks, exploration, impls, race, workspace
+from sessionlab import catalogue, implementations
+from sessionlab.engines import exploration
+from sessionlab.engines.exploration import search, threads
+from sessionlab.judge import checks
+from sessionlab.learner import workspace
 
 ROOT = Path(__file__).resolve().parent.parent
-AVAILABLE, WHY = race.frontrun_available()
+AVAILABLE, WHY = exploration.frontrun_available()
 
 pytestmark = pytest.mark.skipif(not AVAILABLE, reason=WHY)
 
@@ -94,7 +98,7 @@ def test_every_exercise_has_three_new_wrong_and_two_new_correct_fixes():
 @pytest.mark.parametrize("case", _params(WRONG))
 def test_a_new_wrong_fix_is_rejected_for_its_class(tmp_path, case):
     started = time.perf_counter()
-    verdict = checks.judge(case.slug, variant(tmp_path, "wrong", case.replacements), stress_too=False)
+    verdict = checks.judge(catalogue.find(case.slug), variant(tmp_path, "wrong", case.replacements), stress_too=False)
     elapsed = time.perf_counter() - started
     assert verdict.status != checks.FIXED, f"{_id(case)} was accepted: {verdict.evidence}"
     assert verdict.status == case.status, f"{_id(case)}: {verdict.status}: {verdict.evidence}"
@@ -110,7 +114,8 @@ def test_a_new_wrong_fix_is_rejected_for_its_class(tmp_path, case):
 
 @pytest.mark.parametrize("case", _params(RIGHT))
 def test_a_new_correct_fix_is_accepted(tmp_path, case):
-    verdict = checks.judge(case.slug, variant(tmp_path, "right", case.replacements), stress_too=case.stress)
+    verdict = checks.judge(catalogue.find(case.slug), variant(tmp_path, "right", case.replacements),
+                           stress_too=case.stress)
     assert verdict.status == checks.FIXED, f"{_id(case)}: a correct fix was judged {verdict.status}: " \
                                            f"{verdict.evidence}"
     ran = [result.check.kind for result in verdict.results]
@@ -214,7 +219,7 @@ def tinycache():
         package.remove()
 
 
-def cache_manager(folder: Path, package: str) -> impls.Implementation:
+def cache_manager(folder: Path, package: str) -> implementations.Implementation:
     """The reference manager, with access counts kept in the package's SimpleCache."""
     shutil.copytree(ROOT / "fixed", folder, ignore=shutil.ignore_patterns("__pycache__"))
     module = folder / workspace.MODULE
@@ -252,7 +257,7 @@ def cache_manager(folder: Path, package: str) -> impls.Implementation:
             return self._accesses.inc(session_id)
         ''',
     }.items()})
-    return impls.load(str(folder))
+    return implementations.load(str(folder))
 
 
 def test_a_race_inside_an_installed_package_is_found(tmp_path, tinycache):
@@ -261,7 +266,7 @@ def test_a_race_inside_an_installed_package_is_found(tmp_path, tinycache):
     assert implementation.module.manager.SimpleCache.__module__ == tinycache.name
     assert sys.modules[tinycache.name].__file__.startswith(str(tinycache.site))  # really installed
 
-    report = race.explore("lost-increments", implementation)
+    report = threads.explore(catalogue.home("lost-increments").race, implementation)
 
     assert report.held is False, report.text()
     assert "2 increments, counted 1" in report.message, report.message
@@ -275,28 +280,29 @@ def test_a_race_inside_an_installed_package_is_found(tmp_path, tinycache):
 def test_without_tracing_dependencies_the_search_cannot_see_that_race(tmp_path, tinycache):
     tinycache.install(RACY_RELEASE)
     implementation = cache_manager(tmp_path / "racy", tinycache.name)
-    previous = exploration.TRACING
-    exploration.configure(exploration.Tracing(dependencies=False))
+    previous = search.TRACING
+    search.configure(search.Tracing(dependencies=False))
     try:
-        blind = race.explore("lost-increments", implementation)
+        blind = threads.explore(catalogue.home("lost-increments").race, implementation)
     finally:
-        exploration.configure(previous)
-    assert exploration.TRACING == previous
+        search.configure(previous)
+    assert search.TRACING == previous
     # Blind to the package, the search "holds", and says what it could not see.
     assert blind.held and blind.complete, blind.text()
     assert f"not traced: {tinycache.name}" in blind.scope, blind.scope
     # Tracing restored, the same code breaks again: the tracing is what made the search honest.
-    assert race.explore("lost-increments", implementation).held is False
+    assert threads.explore(catalogue.home("lost-increments").race, implementation).held is False
 
 
 def test_with_the_package_fixed_the_search_holds_and_names_it_as_traced(tmp_path, tinycache):
     tinycache.install(RACY_RELEASE)
-    assert race.explore("lost-increments", cache_manager(tmp_path / "racy", tinycache.name)).held is False
+    racy = cache_manager(tmp_path / "racy", tinycache.name)
+    assert threads.explore(catalogue.home("lost-increments").race, racy).held is False
 
     tinycache.install(PATCHED_RELEASE)  # the package's bug-fix release
     implementation = cache_manager(tmp_path / "patched", tinycache.name)
     assert sys.modules[tinycache.name].__version__ == "1.0.1"
-    report = race.explore("lost-increments", implementation)
+    report = threads.explore(catalogue.home("lost-increments").race, implementation)
 
     assert report.held and report.complete, report.text()
     text = " ".join(report.text().split())  # as read, whatever the line wrapping
@@ -322,7 +328,7 @@ def test_the_command_line_narrows_and_widens_what_is_traced(tmp_path, tinycache,
     assert narrowed["held"] is True and f"not traced: {tinycache.name}" in narrowed["scope"], narrowed
     widened = explored("--no-trace-deps", "--trace", tinycache.name[:4] + "*")
     assert widened["held"] is False, widened
-    assert exploration.TRACING == exploration.Tracing()  # each command's choice ends with it
+    assert search.TRACING == search.Tracing()  # each command's choice ends with it
 
 
 def test_a_result_the_contract_does_not_allow_is_an_error_that_says_so(tmp_path):
@@ -330,14 +336,15 @@ def test_a_result_the_contract_does_not_allow_is_an_error_that_says_so(tmp_path)
     def get_stats(self):
         return None
     '''})
-    verdict = checks.judge("stats-drift", implementation, stress_too=False)
+    verdict = checks.judge(catalogue.find("stats-drift"), implementation, stress_too=False)
     assert verdict.status == checks.ERROR, verdict.evidence
     assert "could not use what your code returned" in verdict.evidence, verdict.evidence
     assert "'NoneType' object has no attribute" in verdict.evidence, verdict.evidence
 
 
 def test_a_correct_fix_the_search_cannot_finish_is_unproven_never_fixed(tmp_path):
-    verdict = checks.judge("lost-increments", variant(tmp_path, "condition", CONDITION_FIX), stress_too=False)
+    verdict = checks.judge(catalogue.find("lost-increments"), variant(tmp_path, "condition", CONDITION_FIX),
+                           stress_too=False)
     assert verdict.status == checks.UNPROVEN, verdict.evidence
     assert "the search could not finish: a run stalled" in verdict.evidence, verdict.evidence
     assert "self._counted.wait()" in verdict.evidence, verdict.evidence
@@ -367,7 +374,7 @@ def test_a_correct_fix_with_a_lock_made_at_import_is_fixed_not_a_hang(tmp_path):
                 record.access_count = count
                 return count
         '''), "    ")})
-    implementation = impls.load(str(folder))
-    verdict = checks.judge("lost-increments", implementation, stress_too=False)
+    implementation = implementations.load(str(folder))
+    verdict = checks.judge(catalogue.find("lost-increments"), implementation, stress_too=False)
     assert verdict.status == checks.FIXED, verdict.evidence
     assert type(implementation.module.manager._COUNTS) is type(threading.Lock())  # the original is back

@@ -8,6 +8,7 @@ HTTP alone, fixed/ shows none and its /health stays 200.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -15,8 +16,6 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-
-import importlib.util
 
 import pytest
 

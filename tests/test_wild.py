@@ -20,12 +20,15 @@ from pathlib import Path
 
 import pytest
 
-from sessionlab import catalogue, race, wild
+from sessionlab import catalogue
+from sessionlab.engines import exploration
+from sessionlab.engines.exploration import threads
+from sessionlab.judge import wild
 
 ok, why = wild.available()
 if not ok:
     pytest.skip(why, allow_module_level=True)
-ok, why = race.frontrun_available()
+ok, why = exploration.frontrun_available()
 if not ok:
     pytest.skip(why, allow_module_level=True)
 
@@ -157,9 +160,9 @@ def test_a_lock_around_the_save_alone_is_still_buggy(tmp_path):
     assert wrong != source
     path = tmp_path / "django_cache.py"
     path.write_text(wrong, encoding="utf-8")
-    from sessionlab.impls import load
+    from sessionlab.implementations import load
 
-    report = race.explore("lost-updates", load(str(path)))
+    report = threads.explore(catalogue.home("lost-updates").race, load(str(path)))
     assert not report.held, report.message
     assert "was lost" in report.figure.summary
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from unseen_cases import Wrong, init, new_id  # noqa: F401
 
-from sessionlab import checks  # noqa: F401
+from sessionlab.judge import checks  # noqa: F401
 
 WRONG: list[Wrong] = []
 

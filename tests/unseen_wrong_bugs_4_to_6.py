@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from unseen_cases import Wrong, init, new_id  # noqa: F401
-
-from sessionlab import checks  # noqa: F401
-
 from unseen_wrong_bugs_1_to_3 import WRONG
+
+from sessionlab.judge import checks  # noqa: F401
 
 # -- stats-drift ---------------------------------------------------------------------------
 

@@ -6,13 +6,14 @@ import shutil
 import textwrap
 from pathlib import Path
 
-from sessionlab import impls, workspace
+from sessionlab import implementations
+from sessionlab.learner import workspace
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def variant(tmp_path: Path, name: str, replacements: dict[str, str],
-            module: str = workspace.MODULE) -> impls.Implementation:
+            module: str = workspace.MODULE) -> implementations.Implementation:
     """A copy of buggy/ named name, with functions ("Class.method") replaced by new source.
 
     Each source is written as if at the top level (one or more functions); it is
@@ -22,4 +23,4 @@ def variant(tmp_path: Path, name: str, replacements: dict[str, str],
     shutil.copytree(ROOT / "buggy", folder, ignore=shutil.ignore_patterns("__pycache__"))
     workspace.replace_functions(folder / module, {
         qualified: textwrap.indent(textwrap.dedent(source), "    ") for qualified, source in replacements.items()})
-    return impls.load(str(folder))
+    return implementations.load(str(folder))

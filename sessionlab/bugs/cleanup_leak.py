@@ -8,10 +8,10 @@ import tracemalloc
 
 from sessionlab import api
 from sessionlab.api import SessionNotFound
-from sessionlab.bugs import RESOURCE_LEAK, Bug
+from sessionlab.bug import RESOURCE_LEAK, Bug
+from sessionlab.engines.stress import NewManager, Scenario, run_threads
 from sessionlab.figure import Figure
-from sessionlab.impls import Implementation
-from sessionlab.stress import NewManager, Scenario, run_threads
+from sessionlab.implementations import Implementation
 
 BUG = Bug(
     number=3,

@@ -9,13 +9,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sessionlab.bugs import ORDER_VIOLATION, Bug
+from sessionlab.bug import ORDER_VIOLATION, Bug
 from sessionlab.bugs.persistent import MANAGER
-from sessionlab.exploration import Inconclusive
+from sessionlab.engines.exploration.processes import connection_of
+from sessionlab.engines.exploration.search import Inconclusive
+from sessionlab.engines.stress import NewManager, Scenario
 from sessionlab.figure import Figure
-from sessionlab.impls import Implementation
-from sessionlab.sqlrace import connection_of
-from sessionlab.stress import NewManager, Scenario
+from sessionlab.implementations import Implementation
 
 BUG = Bug(
     number=11,

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
-import shutil
-
-from sessionlab import sqlrace
-from sessionlab.bounded import Hang
-from sessionlab.bugs import ATOMICITY_VIOLATION, Bug
+from sessionlab.bug import ATOMICITY_VIOLATION, Bug
 from sessionlab.bugs.persistent import MANAGER, QUIET
+from sessionlab.engines.bounded import Hang
+from sessionlab.engines.exploration import processes
+from sessionlab.engines.stress import NewManager, Scenario
 from sessionlab.figure import Figure
-from sessionlab.impls import Implementation
-from sessionlab.stress import NewManager, Scenario
+from sessionlab.implementations import Implementation
 
 BUG = Bug(
     number=10,
@@ -92,7 +91,7 @@ RACE = None
 # -- Exploration: one process's increment at every statement of another's -----------------
 
 
-def statement_race(implementation: Implementation) -> tuple[sqlrace.Outcome, dict[str, str]]:
+def statement_race(implementation: Implementation) -> tuple[processes.Outcome, dict[str, str]]:
     """Two processes count one access each, interleaved at every statement boundary."""
     folder = tempfile.mkdtemp(prefix="sessionlab-")
     path = os.path.join(folder, "sessions.sqlite3")
@@ -107,7 +106,7 @@ def statement_race(implementation: Implementation) -> tuple[sqlrace.Outcome, dic
         with open_manager() as manager:
             session["id"] = manager.create_session("user-1", "Ada")
 
-    def check(execution: sqlrace.Execution) -> Figure:
+    def check(execution: processes.Execution) -> Figure:
         with open_manager() as manager:
             counted = manager.get_session(session["id"]).access_count
         failed = {who: value for who, value in execution.returned.items() if isinstance(value, Exception)}
@@ -126,7 +125,7 @@ def statement_race(implementation: Implementation) -> tuple[sqlrace.Outcome, dic
                       f"2 increments, counted {counted}, and the calls returned {returned}")
 
     try:
-        outcome = sqlrace.explore(open_manager, setup,
+        outcome = processes.explore(open_manager, setup,
                                   lambda manager: manager.increment_access(session["id"]),
                                   lambda manager: manager.increment_access(session["id"]), check)
     finally:
@@ -150,7 +149,7 @@ def no_increment_lost_between_processes(implementation: Implementation) -> Figur
                           "process 1 then wrote back a count computed from what it had read before. Each "
                           "process's threading lock keeps out its own threads only.\n\n"
                           "The statements, in the order SQLite ran them (s is the session id):\n"
-                          + sqlrace.interleaving(execution, width=output_width(), hide=hide) if execution else "")
+                          + processes.interleaving(execution, width=output_width(), hide=hide) if execution else "")
 
 
 def output_width() -> int:

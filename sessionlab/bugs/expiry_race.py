@@ -6,11 +6,11 @@ import logging
 import threading
 
 from sessionlab.api import SessionExpired
-from sessionlab.bugs import ATOMICITY_VIOLATION, Bug
-from sessionlab.bugs.persistent import MANAGER, QUIET, finish, Clock, logging_to_a_file, new_state
+from sessionlab.bug import ATOMICITY_VIOLATION, Bug
+from sessionlab.bugs.persistent import MANAGER, QUIET, Clock, finish, logging_to_a_file, new_state
+from sessionlab.engines.exploration.threads import RaceScenario, State, Worker
+from sessionlab.engines.stress import NewManager, Scenario, run_threads
 from sessionlab.figure import Figure
-from sessionlab.race import RaceScenario, State, Worker
-from sessionlab.stress import NewManager, Scenario, run_threads
 
 BUG = Bug(
     number=8,

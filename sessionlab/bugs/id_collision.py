@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import threading
 
-from sessionlab.bugs import SECURITY, Bug
+from sessionlab.bug import SECURITY, Bug
+from sessionlab.engines.exploration.threads import RaceScenario, State, Worker
+from sessionlab.engines.stress import NOISE, NewManager, Scenario, run_threads
 from sessionlab.figure import Figure
-from sessionlab.impls import Implementation
-from sessionlab.race import RaceScenario, State, Worker
-from sessionlab.stress import NOISE, NewManager, Scenario, run_threads
+from sessionlab.implementations import Implementation
 
 BUG = Bug(
     number=5,
@@ -102,7 +102,7 @@ RACE = RaceScenario(
 
 def ids_not_predictable(implementation: Implementation) -> Figure:
     """id-collision: no id can be predicted from the ids other users were given."""
-    from sessionlab import idattack
+    from sessionlab.engines import idattack
 
     return idattack.attack_ids(implementation.new_manager)
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import threading
 
-from sessionlab.bugs import DEADLOCK, Bug
+from sessionlab.bug import DEADLOCK, Bug
 from sessionlab.bugs.persistent import MANAGER, QUIET, finish, new_state
+from sessionlab.engines.exploration.threads import RaceScenario, State, Worker
+from sessionlab.engines.stress import NewManager, Scenario, run_threads
 from sessionlab.figure import Figure
-from sessionlab.race import RaceScenario, State, Worker
-from sessionlab.stress import NewManager, Scenario, run_threads
 
 BUG = Bug(
     number=9,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import threading
 
-from sessionlab.bugs import ATOMICITY_VIOLATION, Bug
+from sessionlab.bug import ATOMICITY_VIOLATION, Bug
+from sessionlab.engines.exploration.threads import RaceScenario, State, Worker
+from sessionlab.engines.stress import NOISE, NewManager, Scenario, run_threads
 from sessionlab.figure import Figure, plural
-from sessionlab.race import RaceScenario, State, Worker
-from sessionlab.stress import NOISE, NewManager, Scenario, run_threads
 
 BUG = Bug(
     number=1,

@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sessionlab.impls import Implementation
-from sessionlab.race import State
+from sessionlab.engines.exploration.threads import State
+from sessionlab.implementations import Implementation
 
 MANAGER = "PersistentSessionManager"
 START = 1_700_000_000.0  # where every scenario's clock starts

@@ -7,11 +7,11 @@ import threading
 from typing import Any
 
 from sessionlab.api import SessionNotFound
-from sessionlab.bugs import ATOMICITY_VIOLATION, Bug
+from sessionlab.bug import ATOMICITY_VIOLATION, Bug
+from sessionlab.engines.exploration.threads import RaceScenario, State, Worker
+from sessionlab.engines.stress import NewManager, Scenario, run_threads
 from sessionlab.figure import Figure
-from sessionlab.impls import Implementation
-from sessionlab.race import RaceScenario, State, Worker
-from sessionlab.stress import NewManager, Scenario, run_threads
+from sessionlab.implementations import Implementation
 
 BUG = Bug(
     number=6,

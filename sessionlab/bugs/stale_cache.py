@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 import threading
 
-from sessionlab.bugs import ATOMICITY_VIOLATION, Bug
+from sessionlab.bug import ATOMICITY_VIOLATION, Bug
 from sessionlab.bugs.persistent import MANAGER, QUIET, finish, logging_to_a_file, new_state, stored
+from sessionlab.engines.exploration.threads import RaceScenario, State, Worker
+from sessionlab.engines.stress import NewManager, Scenario, run_threads
 from sessionlab.figure import Figure
-from sessionlab.impls import Implementation
-from sessionlab.race import RaceScenario, State, Worker
-from sessionlab.stress import NewManager, Scenario, run_threads
+from sessionlab.implementations import Implementation
 
 BUG = Bug(
     number=7,

@@ -5,10 +5,10 @@ from __future__ import annotations
 import threading
 
 from sessionlab.api import SessionNotFound, health_check
-from sessionlab.bugs import ATOMICITY_VIOLATION, Bug
+from sessionlab.bug import ATOMICITY_VIOLATION, Bug
+from sessionlab.engines.exploration.threads import RaceScenario, State, Worker
+from sessionlab.engines.stress import NewManager, Scenario, run_threads
 from sessionlab.figure import Figure
-from sessionlab.race import RaceScenario, State, Worker
-from sessionlab.stress import NewManager, Scenario, run_threads
 
 BUG = Bug(
     number=4,

@@ -16,8 +16,16 @@ import sys
 from collections.abc import Sequence
 
 from sessionlab.cli import interrupts
-from sessionlab.cli.status import (EXIT_ERROR, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_STATUSES,
-                                   EXIT_USAGE, CommandError, report_error)
+from sessionlab.cli.status import (
+    EXIT_ERROR,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_STATUSES,
+    EXIT_USAGE,
+    CommandError,
+    report_error,
+)
 
 __all__ = ["main", "build_parser", "version"]
 
@@ -263,30 +271,30 @@ def _run(argv: list[str]) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     """Run the chosen command; the lab's own errors become one-line CommandErrors."""
-    from sessionlab import exercises, impls
+    from sessionlab import implementations
     from sessionlab.catalogue import UnknownBug
-    from sessionlab.workspace import WorkspaceError
+    from sessionlab.engines.exploration import search
+    from sessionlab.learner import exercises
+    from sessionlab.learner.workspace import WorkspaceError
 
-    from sessionlab import exploration
-
-    previous = exploration.TRACING
+    previous = search.TRACING
     if getattr(args, "trace", None) or getattr(args, "no_trace_deps", False):
-        exploration.configure(exploration.Tracing(dependencies=not args.no_trace_deps, extra=tuple(args.trace)))
+        search.configure(search.Tracing(dependencies=not args.no_trace_deps, extra=tuple(args.trace)))
     try:
         return _command(args.run)(args)
     except UnknownBug as exc:
         raise CommandError(str(exc), kind="unknown-bug", name=exc.name, suggestion=exc.suggestion) from None
-    except impls.CodeError as exc:
+    except implementations.CodeError as exc:
         raise CommandError(f"ERROR: your code did not load: {exc}", EXIT_ERROR, kind="code",
                            detail=exc.text()) from None
-    except impls.ImplementationError as exc:
+    except implementations.ImplementationError as exc:
         raise CommandError(str(exc), kind="implementation") from None
     except WorkspaceError as exc:
         raise CommandError(str(exc), kind="workspace") from None
     except exercises.ManifestError as exc:
         raise CommandError(str(exc), kind="manifest") from None
     finally:
-        exploration.configure(previous)
+        search.configure(previous)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

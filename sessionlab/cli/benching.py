@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from sessionlab import bench
+from sessionlab.bench import throughput
 from sessionlab.cli import output
 from sessionlab.cli.common import EXIT_OK, CommandError, load, require, space
 from sessionlab.cli.output import Progress, print_json, table, wrap
@@ -15,14 +15,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
     for spec in specs:
         require(load(spec), args)  # broken code: one line, before any timing
     resolved = [str(space().path) if spec == "workspace" else spec for spec in specs]
-    unknown = [name for name in args.workloads if name not in bench.WORKLOADS]
+    unknown = [name for name in args.workloads if name not in throughput.WORKLOADS]
     if unknown:
-        raise CommandError(f"no workload {unknown[0]!r}; the workloads are {', '.join(bench.WORKLOADS)}")
+        raise CommandError(f"no workload {unknown[0]!r}; the workloads are {', '.join(throughput.WORKLOADS)}")
     progress = Progress()
     shown = progress.rounds("timing " + ", ".join(specs))
     try:
-        figures = bench.measure(resolved, workloads=tuple(args.workloads), threads=tuple(args.threads),
-                                repeats=args.repeats, operations=args.operations, progress=lambda done, total: shown(done, total))
+        figures = throughput.measure(resolved, workloads=tuple(args.workloads), threads=tuple(args.threads),
+                                     repeats=args.repeats, operations=args.operations,
+                                     progress=lambda done, total: shown(done, total))
     finally:
         progress.end()
     names = list(dict.fromkeys(f.implementation for f in figures))
@@ -41,22 +42,23 @@ def cmd_bench(args: argparse.Namespace) -> int:
                          f"correctness (1.00: none).", columns)))
     print()
     header = ("workload", "threads", *shown_names, "fixed / buggy" if {"buggy", "fixed"} <= set(names) else "")
-    print("\n".join(table([header, *bench.rows(figures, names)], columns)))
+    print("\n".join(table([header, *throughput.rows(figures, names)], columns)))
     if extra:
         _print_full(extra, columns)
     return EXIT_OK
 
 
 def _full(specs: list[str], resolved: list[str]) -> dict:
-    """The other costs, per implementation (see sessionlab.costs)."""
-    from sessionlab import costs, impls
+    """The other costs, per implementation (see sessionlab.bench.costs)."""
+    from sessionlab import implementations
+    from sessionlab.bench import costs
 
     progress = Progress()
     found: dict = {"memory_bytes_per_deleted_session": {}, "exploration_seconds": {},
                    "linearizability_ms_per_1000_calls": {}, "http_requests_per_second": {}}
     try:
         for spec, path in zip(specs, resolved):
-            implementation = impls.load(path)
+            implementation = implementations.load(path)
             progress.phase(f"memory per deleted session on {spec} ({costs.MEMORY_CYCLES:,} cycles)")
             found["memory_bytes_per_deleted_session"][spec] = round(
                 costs.memory_per_deleted_session(implementation.new_manager), 1)

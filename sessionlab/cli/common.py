@@ -8,15 +8,34 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from sessionlab import impls, workspace
+from sessionlab import implementations
 from sessionlab.cli.status import (  # noqa: F401  (re-exported for the commands)
-    ERROR, EXIT_ERROR, EXIT_FIXED, EXIT_FOR, EXIT_HANGS, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_STATUSES,
-    EXIT_STILL_BUGGY, EXIT_UNPROVEN, EXIT_USAGE, FIXED, HANGS, SEVERITY, STILL_BUGGY, UNPROVEN, CommandError,
-    report_error, worst)
-from sessionlab.workspace import Workspace
+    ERROR,
+    EXIT_ERROR,
+    EXIT_FIXED,
+    EXIT_FOR,
+    EXIT_HANGS,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_STATUSES,
+    EXIT_STILL_BUGGY,
+    EXIT_UNPROVEN,
+    EXIT_USAGE,
+    FIXED,
+    HANGS,
+    SEVERITY,
+    STILL_BUGGY,
+    UNPROVEN,
+    CommandError,
+    report_error,
+    worst,
+)
+from sessionlab.learner import workspace
+from sessionlab.learner.workspace import Workspace
 
 
-def code_error_json(error: impls.CodeError) -> dict:
+def code_error_json(error: implementations.CodeError) -> dict:
     return {"message": error.message, "file": error.file, "line": error.line, "function": error.function,
             "source": error.source, "where": error.where}
 
@@ -49,7 +68,7 @@ def is_workspace(spec: str) -> bool:
         return False
 
 
-def shorten(error: impls.CodeError) -> impls.CodeError:
+def shorten(error: implementations.CodeError) -> implementations.CodeError:
     """The error with its file named relative to the project when it is not below the current folder."""
     path = Path(error.file)
     if not error.file or not path.is_absolute():
@@ -58,7 +77,7 @@ def shorten(error: impls.CodeError) -> impls.CodeError:
         short = str(path.relative_to(workspace.project_root()))
     except ValueError:
         return error
-    return impls.CodeError(error.message, short, error.line, error.function, error.source)
+    return implementations.CodeError(error.message, short, error.line, error.function, error.source)
 
 
 @dataclass(frozen=True)
@@ -66,8 +85,8 @@ class Loaded:
     """An implementation, or why its code did not load."""
 
     name: str
-    implementation: impls.Implementation | None
-    error: impls.CodeError | None = None
+    implementation: implementations.Implementation | None
+    error: implementations.CodeError | None = None
 
 
 def load(spec: str) -> Loaded:
@@ -75,15 +94,15 @@ def load(spec: str) -> Loaded:
     resolved = resolve_spec(spec)
     name = workspace.WORKSPACE if is_workspace(resolved) else spec
     try:
-        implementation = impls.load(resolved)
-    except impls.CodeError as error:
+        implementation = implementations.load(resolved)
+    except implementations.CodeError as error:
         return Loaded(name, None, shorten(error))
-    except impls.ImplementationError as exc:
+    except implementations.ImplementationError as exc:
         raise CommandError(str(exc), kind="implementation") from None
-    return Loaded(name, impls.Implementation(name, implementation.module))
+    return Loaded(name, implementations.Implementation(name, implementation.module))
 
 
-def require(loaded: Loaded, args: argparse.Namespace) -> impls.Implementation:
+def require(loaded: Loaded, args: argparse.Namespace) -> implementations.Implementation:
     """The implementation, or a CommandError (exit 3) saying where its code broke."""
     if loaded.implementation is None:
         assert loaded.error is not None

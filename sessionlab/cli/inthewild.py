@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from sessionlab import wild
 from sessionlab.cli import output
 from sessionlab.cli.common import EXIT_OK, CommandError
 from sessionlab.cli.output import Progress, print_json, table, wrap
+from sessionlab.judge import wild
 
 
 def cmd_wild(args: argparse.Namespace) -> int:

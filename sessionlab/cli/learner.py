@@ -6,12 +6,29 @@ import argparse
 import re
 from pathlib import Path
 
-from sessionlab import catalogue, exercises, race, workspace
-from sessionlab.bugs import Bug
+from sessionlab import catalogue
+from sessionlab.bug import Bug
 from sessionlab.cli import output, verdicts
-from sessionlab.cli.common import (ERROR, EXIT_FOR, EXIT_OK, FIXED, HANGS, STILL_BUGGY, UNPROVEN, CommandError,
-                                   Loaded, code_error_json, follow, load, source_file, space, worst)
+from sessionlab.cli.common import (
+    ERROR,
+    EXIT_FOR,
+    EXIT_OK,
+    FIXED,
+    HANGS,
+    STILL_BUGGY,
+    UNPROVEN,
+    CommandError,
+    Loaded,
+    code_error_json,
+    follow,
+    load,
+    source_file,
+    space,
+    worst,
+)
 from sessionlab.cli.output import Progress, print_json, table, verdict_word, wrap
+from sessionlab.engines import exploration
+from sessionlab.learner import exercises, workspace
 
 
 def cmd_start(args: argparse.Namespace) -> int:
@@ -117,8 +134,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         print("\n".join(output.indented(loaded.error.text(), "  ")))
         print(f"Fix that line, then: {follow(args, 'list')}")
         return EXIT_OK
-    if any(verdict.status == UNPROVEN for verdict in judged) and not race.frontrun_available()[0]:
-        print("\n".join(wrap(f"unproven: {race.frontrun_available()[1]}", output.width())))
+    if any(verdict.status == UNPROVEN for verdict in judged) and not exploration.frontrun_available()[0]:
+        print("\n".join(wrap(f"unproven: {exploration.frontrun_available()[1]}", output.width())))
     if upcoming is None:
         print(f"Every bug is fixed. Compare your fixes with the reference: {follow(args, 'diff', 'BUG')}")
         wild = exercises.load_wild(here.root)
@@ -130,8 +147,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         return EXIT_OK
     slug = upcoming.bug.slug
     print(f"Next: read {upcoming.readme.relative_to(here.root)}, then")
-    first = (f"{follow(args, 'race', slug)}", "see the bad interleaving") if race.explorable(slug) else (
-        f"{follow(args, 'observe', slug)}", "watch it happen")
+    first = ((f"{follow(args, 'race', slug)}", "see the bad interleaving") if catalogue.home(upcoming.bug).explorable
+             else (f"{follow(args, 'observe', slug)}", "watch it happen"))
     steps = [first, (follow(args, "check", slug), "is it fixed yet?"),
              (f"sessionlab hint {slug}", "when you are stuck")]
     wide = max(len(command) for command, _ in steps)

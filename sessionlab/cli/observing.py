@@ -7,16 +7,30 @@ import sys
 import time
 from dataclasses import asdict
 
-from sessionlab import bounded, catalogue, impls, race, stress
-from sessionlab.bounded import Hang
-from sessionlab.exploration import Inconclusive
-from sessionlab.catalogue import DEADLOCK, Bug
-from sessionlab.figure import Figure
+from sessionlab import catalogue, implementations
+from sessionlab.bug import DEADLOCK, Bug
 from sessionlab.cli import output
-from sessionlab.cli.common import (EXIT_ERROR, EXIT_HANGS, EXIT_OK, EXIT_STILL_BUGGY, EXIT_UNPROVEN, EXIT_USAGE,
-                                   CommandError, code_error_json, default_spec, follow, load, require, shorten)
+from sessionlab.cli.common import (
+    EXIT_ERROR,
+    EXIT_HANGS,
+    EXIT_OK,
+    EXIT_STILL_BUGGY,
+    EXIT_UNPROVEN,
+    EXIT_USAGE,
+    CommandError,
+    code_error_json,
+    default_spec,
+    follow,
+    load,
+    require,
+    shorten,
+)
 from sessionlab.cli.output import Progress, print_json, table, verdict_word, wrap
-from sessionlab.stress import Observation
+from sessionlab.engines import bounded, exploration, stress
+from sessionlab.engines.bounded import Hang
+from sessionlab.engines.exploration import Inconclusive, threads
+from sessionlab.engines.stress import Observation, Scenario
+from sessionlab.figure import Figure
 
 # The confidence of the interval observe --rate prints.
 RATE_Z, RATE_CONFIDENCE = 1.96, "95%"
@@ -25,7 +39,7 @@ RATE_Z, RATE_CONFIDENCE = 1.96, "95%"
 CALIBRATION_RUNS = 50
 
 
-def guarded(what: str, implementation: impls.Implementation, run):
+def guarded(what: str, implementation: implementations.Implementation, run):
     """run(), with the learner's exceptions and hangs turned into one-line command errors.
 
     An exception that never passed through the implementation's own files is the lab's, and
@@ -39,7 +53,7 @@ def guarded(what: str, implementation: impls.Implementation, run):
     except Inconclusive as why:
         raise CommandError(f"{what}: UNPROVEN: {why}", EXIT_UNPROVEN, kind="inconclusive") from None
     except Exception as exc:
-        error = shorten(impls.CodeError.of(exc, implementation.files))
+        error = shorten(implementations.CodeError.of(exc, implementation.files))
         if not error.file:  # it passed through none of the implementation's files: the lab's own bug
             raise
         raise CommandError(f"{what}: ERROR: your code raised {error}", EXIT_ERROR, kind="code",
@@ -51,9 +65,9 @@ def guarded(what: str, implementation: impls.Implementation, run):
 ROUND_SECONDS = stress.ROUND_DEADLINE + 5.0
 
 
-def bounded_round(bug: Bug, implementation: impls.Implementation, label: str) -> Figure:
+def bounded_round(scenario: Scenario, implementation: implementations.Implementation, label: str) -> Figure:
     """One stress round on implementation, bounded in time; its figure."""
-    scenario = stress.scenario_for(bug.slug)
+    bug = scenario.bug
 
     def one_round() -> Figure:
         try:
@@ -67,34 +81,34 @@ def bounded_round(bug: Bug, implementation: impls.Implementation, label: str) ->
     return guarded(label, implementation, one_round)
 
 
-def observe_one(bug: Bug, implementation: impls.Implementation, progress: Progress,
+def observe_one(scenario: Scenario, implementation: implementations.Implementation, progress: Progress,
                 rounds: int | None = None) -> Observation:
     """Rounds until one breaks or `rounds` have held (as stress.observe), each bounded in time."""
-    label = f"{bug.slug} on {implementation.name}"
-    limit = stress.scenario_for(bug.slug).max_rounds if rounds is None else rounds
+    label = f"{scenario.bug.slug} on {implementation.name}"
+    limit = scenario.max_rounds if rounds is None else rounds
     shown = progress.rounds(label)
     try:
-        with stress.fast_switching(noise=stress.scenario_for(bug.slug).noise):
+        with stress.fast_switching(noise=scenario.noise):
             for number in range(1, limit + 1):
-                figure = bounded_round(bug, implementation, label)
+                figure = bounded_round(scenario, implementation, label)
                 shown(number, limit)
                 if not figure.held:
                     break
-        return Observation(bug, implementation.name, figure, number, limit)
+        return Observation(scenario.bug, implementation.name, figure, number, limit)
     finally:
         progress.end()
 
 
-def round_rate(bug: Bug, implementation: impls.Implementation, runs: int,
+def round_rate(scenario: Scenario, implementation: implementations.Implementation, runs: int,
                progress: Progress) -> tuple[int, Figure | None]:
     """runs single rounds (as stress.round_rate), each bounded: how many broke, and the first that did."""
-    label = f"{bug.slug} on {implementation.name}, single rounds"
+    label = f"{scenario.bug.slug} on {implementation.name}, single rounds"
     shown = progress.rounds(label)
     broke, example = 0, None
     try:
-        with stress.fast_switching(noise=stress.scenario_for(bug.slug).noise):
+        with stress.fast_switching(noise=scenario.noise):
             for number in range(1, runs + 1):
-                figure = bounded_round(bug, implementation, label)
+                figure = bounded_round(scenario, implementation, label)
                 if not figure.held:
                     broke += 1
                     example = example or figure
@@ -127,10 +141,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     mine = require(load(args.impl), args) if args.impl else require(load("buggy"), args)
     fixed = require(load("fixed"), args)
     shown = catalogue.track(args.track) if getattr(args, "track", None) else catalogue.BUGS
-    bugs = [bug for bug in shown if bug.slug in stress.scenarios()]
     progress = Progress()
     started = time.perf_counter()
-    results = [(bug, observe_one(bug, mine, progress), observe_one(bug, fixed, progress)) for bug in bugs]
+    results = [(home.bug, observe_one(home.stress, mine, progress), observe_one(home.stress, fixed, progress))
+               for home in catalogue.stressed() if home.bug in shown]
     elapsed = time.perf_counter() - started
     # The lab is broken if buggy/ hid a bug or fixed/ showed one; a learner's copy may do either.
     broken = [o for _, b, f in results for o in ((b, f) if not args.impl else (f,)) if o.detected == (o is f)]
@@ -171,14 +185,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_observe(args: argparse.Namespace) -> int:
-    bug = catalogue.find(args.bug)
-    if bug.slug not in stress.scenarios():
+    home = catalogue.home(args.bug)
+    bug, scenario = home.bug, home.stress
+    if scenario is None:
         raise CommandError(f"{bug.slug} has no stress scenario yet")
     implementations = [require(load(spec), args) for spec in (args.impl or [default_spec(), "fixed"])]
     progress = Progress()
     if args.rate:
-        return measure_rate(args, bug, implementations, progress)
-    observations = [observe_one(bug, implementation, progress, args.rounds) for implementation in implementations]
+        return measure_rate(args, scenario, implementations, progress)
+    observations = [observe_one(scenario, implementation, progress, args.rounds)
+                    for implementation in implementations]
     if args.json:
         print_json([observation_json(o) for o in observations])
         return EXIT_OK
@@ -195,18 +211,18 @@ def cmd_observe(args: argparse.Namespace) -> int:
             print("\n    The recorded history, checked for linearizability:\n")
             print("\n".join("      " + line for line in observation.figure.history.splitlines()))
             print()
-    if race.explorable(bug.slug):
+    if home.explorable:
         print()
         print("\n".join(wrap(f"The exact bad interleaving, step by step: {follow(args, 'race', bug.slug)}",
                              columns)))
     return EXIT_OK
 
 
-def measure_rate(args: argparse.Namespace, bug: Bug, implementations, progress: Progress) -> int:
-    scenario = stress.scenario_for(bug.slug)
+def measure_rate(args: argparse.Namespace, scenario: Scenario, implementations, progress: Progress) -> int:
+    bug = scenario.bug
     results = []
     for implementation in implementations:
-        broke, example = round_rate(bug, implementation, args.rate, progress)
+        broke, example = round_rate(scenario, implementation, args.rate, progress)
         results.append((implementation, broke, example))
         if implementation.name == "buggy" and broke and args.rate >= CALIBRATION_RUNS:
             # stress.calibration: the checks' bound counts on the lower end of what this machine showed.
@@ -255,12 +271,13 @@ def measure_rate(args: argparse.Namespace, bug: Bug, implementations, progress: 
 
 
 def cmd_race(args: argparse.Namespace) -> int:
-    bug = catalogue.find(args.bug)
-    if not race.explorable(bug.slug):
+    home = catalogue.home(args.bug)
+    bug = home.bug
+    if not home.explorable:
         raise CommandError(f"{bug.slug} is not a race ({bug.bug_class}): no interleaving causes it. "
                            f"Watch it with: {follow(args, 'observe', bug.slug)}")
-    own = getattr(catalogue.home(bug), "EXPLORE", None)  # an exploration of its own (processes on one file)
-    available, why = race.frontrun_available()
+    own = home.explore  # an exploration of its own (processes on one file)
+    available, why = exploration.frontrun_available()
     if own is None and not available:
         raise CommandError(why, EXIT_UNPROVEN, kind="unavailable")
     reports = []
@@ -268,7 +285,7 @@ def cmd_race(args: argparse.Namespace) -> int:
         implementation = require(load(spec), args)
         progress = Progress()
         progress.phase(f"exploring {bug.slug} on {implementation.name}")
-        explore = (lambda: own(implementation)) if own else (lambda: race.explore(bug.slug, implementation))
+        explore = (lambda: own(implementation)) if own else (lambda: threads.explore(home.race, implementation))
         try:
             reports.append((implementation.name, guarded(f"{bug.slug} on {implementation.name}", implementation,
                                                          explore)))

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 
 from sessionlab.cli import output
-from sessionlab.cli.common import (EXIT_OK, EXIT_STILL_BUGGY, CommandError, default_spec, load, require,
-                                   resolve_spec)
+from sessionlab.cli.common import EXIT_OK, EXIT_STILL_BUGGY, CommandError, default_spec, load, require, resolve_spec
 from sessionlab.cli.output import Progress, print_json, table, verdict_word, wrap
 
 WEB_MISSING = "the web demo needs Flask and gunicorn: pip install -e '.[web]'"
@@ -14,7 +13,8 @@ WEB_MISSING = "the web demo needs Flask and gunicorn: pip install -e '.[web]'"
 
 def _web():
     try:
-        from sessionlab.web import load as load_module, server
+        from sessionlab.web import load as load_module
+        from sessionlab.web import server
     except ImportError:
         raise CommandError(WEB_MISSING) from None
     return server, load_module

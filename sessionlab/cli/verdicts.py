@@ -12,13 +12,26 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from sessionlab import catalogue, checks, exercises, race
-from sessionlab.catalogue import Bug
-from sessionlab.checks import Verdict
+from sessionlab import catalogue
+from sessionlab.bug import Bug
 from sessionlab.cli import output
-from sessionlab.cli.common import (FIXED, HANGS, STILL_BUGGY, UNPROVEN, ERROR, Loaded, code_error_json, follow,
-                                   is_workspace, resolve_spec, space)
+from sessionlab.cli.common import (
+    ERROR,
+    FIXED,
+    HANGS,
+    STILL_BUGGY,
+    UNPROVEN,
+    Loaded,
+    code_error_json,
+    follow,
+    is_workspace,
+    resolve_spec,
+    space,
+)
 from sessionlab.cli.output import Progress, indented, verdict_word, wrap
+from sessionlab.judge import checks
+from sessionlab.judge.checks import Verdict
+from sessionlab.learner import exercises
 
 
 def place(spec: str) -> exercises.Place:
@@ -31,7 +44,7 @@ def place(spec: str) -> exercises.Place:
 
 def not_checked(bug: Bug, name: str, why: str) -> Verdict:
     """A bug left unchecked: its verdict is UNPROVEN, and says why."""
-    first = checks.checks_for(bug)[0]
+    first = checks.checks_for(catalogue.home(bug))[0]
     return Verdict(bug, name, (checks.Result(first, checks.SKIPPED, f"not checked: {why}", 0.0),))
 
 
@@ -44,9 +57,9 @@ def unchecked(verdict: Verdict) -> bool:
 
 def judge(bug: Bug, loaded: Loaded, progress: Progress, *, stress_too: bool = True) -> Verdict:
     if loaded.implementation is None:
-        return checks.unloadable(bug.slug, loaded.name, loaded.error)
+        return checks.unloadable(bug, loaded.name, loaded.error)
     try:
-        return checks.judge(bug.slug, loaded.implementation, stress_too=stress_too,
+        return checks.judge(bug, loaded.implementation, stress_too=stress_too,
                             progress=lambda check: progress.phase(f"{bug.slug}: {check.name}"))
     finally:
         progress.end()
@@ -132,7 +145,7 @@ def render(data: dict, args: argparse.Namespace) -> list[str]:
             lines += indented(check["detail"], prefix, fit)
             lines.append("")
     if data.get("checks") and not data.get("error"):
-        for check in checks.checks_for(bug):
+        for check in checks.checks_for(catalogue.home(bug)):
             if check.name not in ran:
                 why = "an earlier check failed" if status != FIXED else "not needed"
                 lines += wrap(f"[    ] {check.name}: not run, {why}", columns, "         ", "  ")
@@ -152,7 +165,7 @@ def next_steps(bug: Bug, status: str, args: argparse.Namespace) -> list[str]:
     steps = []
     if status == UNPROVEN:
         steps.append("  Every check that could run here held, but one that decides could not run here.")
-    elif race.explorable(bug.slug):
+    elif catalogue.home(bug).explorable:
         steps.append(f"  See the bad interleaving: {follow(args, 'race', bug.slug)}")
     steps.append(f"  Stuck? {follow(argparse.Namespace(), 'hint', bug.slug)}")
     return steps

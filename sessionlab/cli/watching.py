@@ -16,10 +16,11 @@ import subprocess
 import sys
 import time
 
-from sessionlab import catalogue, exercises, workspace
+from sessionlab import catalogue
 from sessionlab.cli import verdicts
 from sessionlab.cli.common import EXIT_INTERNAL, EXIT_OK, FIXED, follow, space, watched_files
 from sessionlab.cli.output import verdict_word
+from sessionlab.learner import exercises, workspace
 
 
 def run_check(bug: str | None, args: argparse.Namespace) -> tuple[int, dict]:

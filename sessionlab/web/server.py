@@ -15,7 +15,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from sessionlab import impls
+from sessionlab import implementations
 
 MEMORY, SQLITE = "memory", "sqlite"
 
@@ -41,7 +41,7 @@ class Store:
 
 def new_manager(spec: str, store: Store) -> Any:
     """A manager of the implementation for this store, made in the process that serves it."""
-    implementation = impls.load(spec)
+    implementation = implementations.load(spec)
     if store.kind == MEMORY:
         return implementation.new("SessionManager")
     return implementation.new("PersistentSessionManager", path=store.path)
@@ -51,7 +51,7 @@ def serve(spec: str, store: Store, *, host: str = "127.0.0.1", port: int = 8000,
           threads: int = 8, switch_interval: float = 1e-6, noise: float = 0.1) -> None:
     """Serve until Ctrl-C (or SIGTERM): gunicorn stops its workers gracefully.
 
-    Each worker runs with the lab's stress settings (``sessionlab.stress.fast_switching``): a
+    Each worker runs with the lab's stress settings (``sessionlab.engines.stress.fast_switching``): a
     short switch interval, and switches asked for at random lines of the code under test, so
     that a short run shows what a long one in production would.
     """
@@ -84,7 +84,7 @@ def serve(spec: str, store: Store, *, host: str = "127.0.0.1", port: int = 8000,
 
 def _stress_settings(switch_interval: float, noise: float):
     def post_worker_init(worker: Any) -> None:
-        from sessionlab import stress
+        from sessionlab.engines import stress
 
         sys.setswitchinterval(switch_interval)
         if noise > 0:

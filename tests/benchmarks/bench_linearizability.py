@@ -15,9 +15,10 @@ import pytest
 
 import fixed
 from sessionlab.api import Session
-from sessionlab.linearizability import Operation, check
-from sessionlab.model import SessionState, step
-from sessionlab.stress import record_mixed_run
+from sessionlab.engines.linearizability.checker import check
+from sessionlab.engines.linearizability.history import Operation
+from sessionlab.engines.linearizability.model import SessionState, step
+from sessionlab.engines.stress import record_mixed_run
 
 THREADS = 4
 CALLS_EACH = 50

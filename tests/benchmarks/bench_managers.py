@@ -32,13 +32,13 @@ import pytest
 
 import buggy
 import fixed
-from sessionlab import impls
+from sessionlab import implementations
 
 IMPLEMENTATIONS = [pytest.param(buggy, id="buggy"), pytest.param(fixed, id="fixed")]
 
 WORKSPACE = Path(__file__).resolve().parents[2] / "workspace"
 if (WORKSPACE / "__init__.py").exists():
-    IMPLEMENTATIONS.append(pytest.param(impls.load(str(WORKSPACE)).module, id="workspace"))
+    IMPLEMENTATIONS.append(pytest.param(implementations.load(str(WORKSPACE)).module, id="workspace"))
 
 # Calls of a microsecond or two: time rounds of at least 100 microseconds, so the
 # timer's own overhead is spread over many calls, the same for buggy and fixed.

@@ -1,0 +1,233 @@
+"""The judge: is a bug fixed yet? Every check of one bug, run against one implementation.
+
+Checks judge behaviour, not text: a correct fix that differs from the reference
+passes, and a fix that only narrows the window fails. The contract runs first
+(every operation, one call at a time, bad input included), then the bug's own
+deterministic checks (exploration of every interleaving of its scenario, its
+single-thread checks), then short concurrent scenarios of every pair of
+operations, and stress last, since a stress round can only confirm what the
+others already showed.
+
+Every check is bounded in time. A verdict is one of:
+
+FIXED        every check held
+STILL BUGGY  a check broke; the figure and the interleaving say how
+ERROR        the code did not import, or raised where the contract allows no error
+HANGS        a check did not finish within its bound; where each thread waits
+UNPROVEN     every check that ran held, but one that could decide was unavailable here
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sessionlab import catalogue
+from sessionlab.bug import DEADLOCK, Bug
+from sessionlab.catalogue import Home
+from sessionlab.engines import exploration, stress
+from sessionlab.engines.bounded import Hang, run_bounded
+from sessionlab.engines.exploration import Inconclusive, threads
+from sessionlab.engines.exploration.threads import RaceScenario
+from sessionlab.engines.stress import Scenario
+from sessionlab.figure import Figure
+from sessionlab.implementations import CodeError, Implementation
+from sessionlab.judge import contract, pairs
+
+DETERMINISTIC, STRESS = "deterministic", "stress"
+
+FIXED, STILL_BUGGY, ERROR, HANGS, UNPROVEN = "FIXED", "STILL BUGGY", "ERROR", "HANGS", "UNPROVEN"
+
+# No check may run longer than this; one that does has hung. Single calls get less.
+CHECK_SECONDS = 10.0
+# The contract takes about 10 ms in memory and 50 ms on SQLite: 1 s is 20 times that.
+CONTRACT_SECONDS = 1.0
+# Every pair of operations is a search per pair; through a framework's traced code each takes
+# up to a few seconds (each pair's own search is bounded by exploration.EXPLORE_SECONDS).
+PAIRS_SECONDS = 60.0
+STRESS_SECONDS = 120.0
+
+HELD, BROKE, SKIPPED, RAISED, HUNG = "held", "broke", "skipped", "error", "hang"
+
+
+@dataclass(frozen=True)
+class Check:
+    bug: Bug
+    name: str
+    kind: str  # DETERMINISTIC or STRESS
+    run: Callable[[Implementation], Figure]
+    needs_frontrun: bool = False
+    decides: bool = True  # without it (skipped), the verdict cannot be FIXED, only UNPROVEN
+    seconds: float = CHECK_SECONDS  # its bound: a check still running after this long has hung
+
+
+@dataclass(frozen=True)
+class Result:
+    check: Check
+    outcome: str  # HELD, BROKE, SKIPPED, RAISED or HUNG
+    message: str  # one line: the figure, or why it was skipped, or what was raised
+    seconds: float
+    detail: str = ""  # more lines: the interleaving, the history, where threads wait
+    deadlock: bool = False  # it hung on a cycle of locks (not merely out of time)
+
+    @property
+    def held(self) -> bool | None:
+        return None if self.outcome == SKIPPED else self.outcome == HELD
+
+    def as_json(self) -> dict:
+        return {"check": self.check.name, "kind": self.check.kind, "seconds": round(self.seconds, 3),
+                "outcome": "broke" if self.outcome == BROKE else self.outcome,
+                "message": self.message, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    bug: Bug
+    implementation: str
+    results: tuple[Result, ...]
+    error: str = ""  # the code could not be loaded: where and why
+
+    @property
+    def status(self) -> str:
+        if self.error or any(result.outcome == RAISED for result in self.results):
+            return ERROR
+        hung = [result for result in self.results if result.outcome == HUNG]
+        if hung and self.bug.bug_class == DEADLOCK and all(result.deadlock for result in hung):
+            return STILL_BUGGY  # the deadlock this exercise is about: still there
+        if hung:
+            return HANGS
+        if any(result.outcome == BROKE for result in self.results):
+            return STILL_BUGGY
+        ran = [result for result in self.results if result.outcome == HELD]
+        undecided = [r for r in self.results if r.outcome == SKIPPED and r.check.decides]
+        if not ran or undecided:
+            return UNPROVEN
+        return FIXED
+
+    @property
+    def fixed(self) -> bool:
+        return self.status == FIXED
+
+    @property
+    def evidence(self) -> str:
+        """The message that decided the verdict."""
+        if self.error:
+            return self.error
+        for outcome in (RAISED, HUNG, BROKE):
+            for result in self.results:
+                if result.outcome == outcome:
+                    return result.message
+        skipped = [r for r in self.results if r.outcome == SKIPPED and r.check.decides]
+        if skipped and self.status == UNPROVEN:
+            return f"{self.bug.slug}: not proven: {skipped[0].message}"
+        return self.results[-1].message if self.results else f"{self.bug.slug}: no check ran"
+
+    def as_json(self) -> dict:
+        return {"bug": self.bug.slug, "number": self.bug.number, "implementation": self.implementation,
+                "status": self.status, "fixed": self.fixed, "evidence": self.evidence,
+                "checks": [result.as_json() for result in self.results]}
+
+
+# -- The checks of one bug ---------------------------------------------------------------
+
+
+def _race_check(scenario: RaceScenario) -> Callable[[Implementation], Figure]:
+    def run(implementation: Implementation) -> Figure:
+        report = threads.explore(scenario, implementation)
+        held = report.held and report.complete
+        return Figure(held, "holds", "holds" if held else "broke", report.message.split(": ", 1)[-1],
+                      history="" if report.held else report.text())
+
+    return run
+
+
+def _stress_check(scenario: Scenario) -> Callable[[Implementation], Figure]:
+    def run(implementation: Implementation) -> Figure:
+        observation = stress.observe(scenario, implementation.factory(scenario.bug),
+                                     implementation=implementation.name)
+        figure = observation.figure
+        return Figure(figure.held, figure.expected, figure.got, observation.message.split(": ", 1)[-1],
+                      history=figure.history)
+
+    return run
+
+
+def checks_for(home: Home) -> tuple[Check, ...]:
+    """A bug's checks, in the order they run: its own deterministic ones, the shared ones, stress."""
+    bug = home.bug
+    # The contract comes first: one call at a time, it shows a fix that deadlocks a thread on
+    # its own lock within seconds, before any scenario builds on those calls.
+    found = [Check(bug, "the contract, one call at a time", DETERMINISTIC,
+                   lambda implementation: contract.run_contract(implementation, bug.manager),
+                   seconds=CONTRACT_SECONDS)]
+    if home.race is not None:
+        found.append(Check(bug, "every interleaving (frontrun)", DETERMINISTIC, _race_check(home.race),
+                           needs_frontrun=True))
+    for name, function in home.checks:
+        found.append(Check(bug, name, DETERMINISTIC, function))
+    if pairs.operations_of(bug):
+        # Without frontrun a race bug is unproven; the others still have checks that decide.
+        found.append(Check(bug, "every pair of operations (frontrun)", DETERMINISTIC,
+                           lambda implementation: pairs.search(bug, implementation), needs_frontrun=True,
+                           decides=home.race is not None, seconds=PAIRS_SECONDS))
+    if home.stress is not None:
+        # Each round has its own deadline (stress.ROUND_DEADLINE); the rounds together get more.
+        found.append(Check(bug, "stress on real threads", STRESS, _stress_check(home.stress), decides=False,
+                           seconds=STRESS_SECONDS))
+    return tuple(found)
+
+
+def _run_one(check: Check, implementation: Implementation) -> Result:
+    started = time.perf_counter()
+    slug = check.bug.slug
+    try:
+        figure = run_bounded(lambda: check.run(implementation), seconds=check.seconds,
+                             label=f"{slug}: {check.name}", files=implementation.files)
+    except Hang as hang:
+        return Result(check, HUNG, f"{slug}: {hang}", time.perf_counter() - started, hang.text(),
+                      deadlock=hang.deadlock)
+    except Inconclusive as why:  # the search stalled where real threads did not: undecided
+        return Result(check, SKIPPED, str(why), time.perf_counter() - started)
+    except Exception as exc:  # the learner's code raised where no check expects it
+        error = CodeError.of(exc, implementation.files)
+        if error.where:
+            return Result(check, RAISED, f"{slug}: your code raised {error}", time.perf_counter() - started,
+                          error.text())
+        # Raised in the lab's own lines: most often on a value the code returned that the
+        # contract does not allow (None for a Session, a str for a count).
+        lab = CodeError.of(exc)
+        return Result(check, RAISED, f"{slug}: the check could not use what your code returned: {lab}",
+                      time.perf_counter() - started, lab.text())
+    seconds = time.perf_counter() - started
+    outcome = HELD if figure.held else BROKE
+    return Result(check, outcome, f"{slug}: {figure.summary}", seconds, figure.history)
+
+
+def judge(bug: Bug, implementation: Implementation, *, stress_too: bool = True,
+          progress: Callable[[Check], None] | None = None) -> Verdict:
+    """Run a bug's checks until one breaks; the bug is fixed when all of them hold.
+
+    The bug's home is found here, once; each check is handed what it runs. With
+    stress_too=False only the deterministic checks run: a quick status.
+    """
+    results: list[Result] = []
+    available, why = exploration.frontrun_available()
+    for check in checks_for(catalogue.home(bug)):
+        if check.kind == STRESS and not stress_too:
+            continue
+        if check.needs_frontrun and not available:
+            results.append(Result(check, SKIPPED, why, 0.0))
+            continue
+        if progress is not None:
+            progress(check)
+        result = _run_one(check, implementation)
+        results.append(result)
+        if result.outcome not in (HELD, SKIPPED):
+            break
+    return Verdict(bug, implementation.name, tuple(results))
+
+
+def unloadable(bug: Bug, name: str, error: Exception) -> Verdict:
+    """The verdict for code that could not even be loaded."""
+    return Verdict(bug, name, (), error=f"{bug.slug}: {error}")
