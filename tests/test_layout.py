@@ -19,10 +19,13 @@ import only the layers below it, and a module of its own package:
 from __future__ import annotations
 
 import ast
+import importlib
+import sys
 from pathlib import Path
 
 import pytest
 
+import sessionlab
 from sessionlab import catalogue, implementations
 from sessionlab.engines import stress
 from sessionlab.engines.exploration import threads
@@ -160,3 +163,12 @@ def test_the_judge_finds_the_bug_s_home_once_and_hands_each_engine_its_scenario(
     assert looked_up == [("home", bug)], f"the judge looked the bug up {len(looked_up)} times: {looked_up}"
     expected = [s for s in (home.race, home.stress if stress_too else None) if s is not None]
     assert [id(s) for s in handed] == [id(s) for s in expected]
+
+
+@pytest.mark.parametrize("old, new", sorted(sessionlab.MOVED.items()))
+def test_a_name_the_documents_once_taught_still_imports_with_a_warning(monkeypatch, old, new):
+    monkeypatch.delitem(sys.modules, old, raising=False)
+    with pytest.warns(DeprecationWarning, match=f"{old} has moved to {new}"):
+        module = importlib.import_module(old)
+    assert module is importlib.import_module(new)
+    assert old not in {f"sessionlab.{p.stem}" for p in PACKAGE.glob("*.py")}  # no file left behind at the old name

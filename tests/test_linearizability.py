@@ -23,12 +23,7 @@ from sessionlab.api import InvalidInput, Session, SessionError, SessionNotFound
 from sessionlab.engines.linearizability.checker import check
 from sessionlab.engines.linearizability.history import Operation
 from sessionlab.engines.linearizability.model import (
-    ContractViolation,
-    Outcome,
-    SessionModel,
-    SessionState,
-    step,
-)
+    ContractViolation, Outcome, SessionModel, SessionState, step)
 from sessionlab.engines.linearizability.recording import HistoryRecorder, RecordingManager
 from sessionlab.engines.stress import record_mixed_run
 

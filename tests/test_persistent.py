@@ -20,14 +20,7 @@ from pathlib import Path
 import pytest
 
 from sessionlab.api import (
-    IllegalTransition,
-    InvalidInput,
-    Progress,
-    SessionError,
-    SessionExpired,
-    SessionNotFound,
-    StoreError,
-)
+    IllegalTransition, InvalidInput, Progress, SessionError, SessionExpired, SessionNotFound, StoreError)
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -17,15 +17,7 @@ from collections.abc import Sequence
 
 from sessionlab.cli import interrupts
 from sessionlab.cli.status import (
-    EXIT_ERROR,
-    EXIT_INTERNAL,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    EXIT_STATUSES,
-    EXIT_USAGE,
-    CommandError,
-    report_error,
-)
+    EXIT_ERROR, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_STATUSES, EXIT_USAGE, CommandError, report_error)
 
 __all__ = ["main", "build_parser", "version"]
 

@@ -10,27 +10,9 @@ from pathlib import Path
 
 from sessionlab import implementations
 from sessionlab.cli.status import (  # noqa: F401  (re-exported for the commands)
-    ERROR,
-    EXIT_ERROR,
-    EXIT_FIXED,
-    EXIT_FOR,
-    EXIT_HANGS,
-    EXIT_INTERNAL,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    EXIT_STATUSES,
-    EXIT_STILL_BUGGY,
-    EXIT_UNPROVEN,
-    EXIT_USAGE,
-    FIXED,
-    HANGS,
-    SEVERITY,
-    STILL_BUGGY,
-    UNPROVEN,
-    CommandError,
-    report_error,
-    worst,
-)
+    ERROR, EXIT_ERROR, EXIT_FIXED, EXIT_FOR, EXIT_HANGS, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_STATUSES,
+    EXIT_STILL_BUGGY, EXIT_UNPROVEN, EXIT_USAGE, FIXED, HANGS, SEVERITY, STILL_BUGGY, UNPROVEN, CommandError,
+    report_error, worst)
 from sessionlab.learner import workspace
 from sessionlab.learner.workspace import Workspace
 

@@ -10,22 +10,8 @@ from sessionlab import catalogue
 from sessionlab.bug import Bug
 from sessionlab.cli import output, verdicts
 from sessionlab.cli.common import (
-    ERROR,
-    EXIT_FOR,
-    EXIT_OK,
-    FIXED,
-    HANGS,
-    STILL_BUGGY,
-    UNPROVEN,
-    CommandError,
-    Loaded,
-    code_error_json,
-    follow,
-    load,
-    source_file,
-    space,
-    worst,
-)
+    ERROR, EXIT_FOR, EXIT_OK, FIXED, HANGS, STILL_BUGGY, UNPROVEN, CommandError, Loaded, code_error_json, follow, load,
+    source_file, space, worst)
 from sessionlab.cli.output import Progress, print_json, table, verdict_word, wrap
 from sessionlab.engines import exploration
 from sessionlab.learner import exercises, workspace

@@ -11,20 +11,8 @@ from sessionlab import catalogue, implementations
 from sessionlab.bug import DEADLOCK, Bug
 from sessionlab.cli import output
 from sessionlab.cli.common import (
-    EXIT_ERROR,
-    EXIT_HANGS,
-    EXIT_OK,
-    EXIT_STILL_BUGGY,
-    EXIT_UNPROVEN,
-    EXIT_USAGE,
-    CommandError,
-    code_error_json,
-    default_spec,
-    follow,
-    load,
-    require,
-    shorten,
-)
+    EXIT_ERROR, EXIT_HANGS, EXIT_OK, EXIT_STILL_BUGGY, EXIT_UNPROVEN, EXIT_USAGE, CommandError, code_error_json,
+    default_spec, follow, load, require, shorten)
 from sessionlab.cli.output import Progress, print_json, table, verdict_word, wrap
 from sessionlab.engines import bounded, exploration, stress
 from sessionlab.engines.bounded import Hang

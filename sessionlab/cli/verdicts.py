@@ -16,18 +16,7 @@ from sessionlab import catalogue
 from sessionlab.bug import Bug
 from sessionlab.cli import output
 from sessionlab.cli.common import (
-    ERROR,
-    FIXED,
-    HANGS,
-    STILL_BUGGY,
-    UNPROVEN,
-    Loaded,
-    code_error_json,
-    follow,
-    is_workspace,
-    resolve_spec,
-    space,
-)
+    ERROR, FIXED, HANGS, STILL_BUGGY, UNPROVEN, Loaded, code_error_json, follow, is_workspace, resolve_spec, space)
 from sessionlab.cli.output import Progress, indented, verdict_word, wrap
 from sessionlab.judge import checks
 from sessionlab.judge.checks import Verdict

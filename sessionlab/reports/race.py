@@ -39,7 +39,7 @@ class RaceReport:
     explanation: str = ""  # frontrun's own explanation, verbatim
     scope: str = ""  # what the search could see: "complete over the code of ...; not traced: ..."
     preemptions: int | None = None  # the search was complete under this preemption bound (None: no bound)
-    budget: int = 0  # the most executions the search could run (a search that ran them all stopped there)
+    budget: int | None = None  # the most executions the search could run (one that ran them all stopped there)
 
     @property
     def message(self) -> str:
@@ -80,9 +80,10 @@ class RaceReport:
         lines = [*wrap(f"{bug.slug} (bug {bug.number}, {bug.bug_class}) on {self.implementation}: "
                        f"{'HOLDS' if self.held else 'BROKEN'}", width)]
         if self.held:
+            budget = f" of {self.budget} executions" if self.budget else ""
             extent = ("the search was complete: every meaningfully different interleaving was run, "
                       + (self.scope or f"over the code of {self.implementation}")
-                      if self.complete else f"the search stopped at its budget of {self.budget} executions")
+                      if self.complete else f"the search stopped at its budget{budget}")
             if self.complete and self.preemptions is not None:
                 extent = (f"the search was complete up to {plural(self.preemptions, 'preemption')}: every "
                           f"interleaving in which threads are interrupted at most "

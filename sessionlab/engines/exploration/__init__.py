@@ -7,14 +7,5 @@ processes on one SQLite file, statement by statement.
 """
 
 from sessionlab.engines.exploration.search import (  # noqa: F401  (the search's API)
-    MAX_EXECUTIONS,
-    Exploration,
-    FrontrunUnavailable,
-    Inconclusive,
-    Scope,
-    Tracing,
-    configure,
-    explore_workers,
-    frontrun_available,
-    scope_of,
-)
+    MAX_EXECUTIONS, Exploration, FrontrunUnavailable, Inconclusive, Scope, Tracing, configure, explore_workers,
+    frontrun_available, scope_of)

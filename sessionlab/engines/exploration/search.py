@@ -25,10 +25,7 @@ from typing import Any
 from sessionlab.engines.bounded import Hang, run_bounded
 from sessionlab.engines.exploration.capture import capturing_trace
 from sessionlab.engines.exploration.search_state import (
-    restore,
-    swap_module_locks,
-    walk_past_objects_that_raise,
-)
+    restore, swap_module_locks, walk_past_objects_that_raise)
 from sessionlab.engines.exploration.witness import explore_bounded
 from sessionlab.implementations import Implementation
 from sessionlab.reports.steps import build_steps

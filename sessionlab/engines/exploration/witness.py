@@ -15,17 +15,7 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 from sessionlab.engines.bounded import (
-    Files,
-    Hang,
-    Raw,
-    Wait,
-    held_of,
-    innermost,
-    matcher,
-    run_bounded,
-    source_of,
-    wait_of,
-)
+    Files, Hang, Raw, Wait, held_of, innermost, matcher, run_bounded, source_of, wait_of)
 from sessionlab.engines.untraced import untraced
 
 T = TypeVar("T")

@@ -28,15 +28,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 from sessionlab.engines.idattack.logins import (
-    ADVICE,
-    B64URL,
-    EXPECTED,
-    Login,
-    b64_bytes,
-    caught,
-    id_cores,
-    log_in,
-)
+    ADVICE, B64URL, EXPECTED, Login, b64_bytes, caught, id_cores, log_in)
 from sessionlab.engines.idattack.random_state import mersenne, reseeded
 from sessionlab.figure import Figure
 

@@ -33,13 +33,7 @@ from typing import Any, NamedTuple
 from sessionlab.engines.linearizability.history import Operation, _describe_state
 from sessionlab.engines.linearizability.model import ContractViolation, Outcome, SessionState, step
 from sessionlab.engines.linearizability.violation import (
-    earlier_places,
-    model_args,
-    observed,
-    should,
-    what_went_wrong,
-    why_not,
-)
+    earlier_places, model_args, observed, should, what_went_wrong, why_not)
 from sessionlab.figure import plural
 
 # explain() lists at most this many calls of the consistent order, and wraps prose at this width.
