@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import sys
 import tempfile
-import threading
 from pathlib import Path
 
 import pytest
+from background import Background
 from doc_blocks import (
     DOCUMENTS, ROOT, Block, Citation, blocks, citations, fragments, quoted_in, same_output, session_command)
 
@@ -31,49 +30,30 @@ QUOTES = [block for block in BLOCKS if block.kind == "quote"]
 QUOTED_PYTHON = (3, 11)
 SECONDS = 120
 
-_outputs: dict[str, tuple[int, str]] = {}
-_done = threading.Condition()  # guards _outputs; notified as each block ends
-_started: list[threading.Thread] = []
+_FOLDER = tempfile.TemporaryDirectory()  # the programs' files, and a python3 that is this interpreter
 
 
-def _command(block: Block, folder: Path) -> list[str]:
+def _command(block: Block) -> list[str]:
     """How to run a block, with this interpreter standing for the documents' python3."""
-    python = sys.executable
+    folder = Path(_FOLDER.name)
     if block.kind == "program":
         (folder / block.file).write_text(block.text, encoding="utf-8")
-        return [python, str(folder / block.file)]
-    script = session_command(block)[0] if block.kind == "session" else block.text
-    (folder / "python3").write_text(f'#!/bin/sh\nexec "{python}" "$@"\n', encoding="utf-8")
-    (folder / "python3").chmod(0o755)
-    return ["bash", "-c", script]
+        return [sys.executable, str(folder / block.file)]
+    python3 = folder / "python3"
+    python3.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n', encoding="utf-8")
+    python3.chmod(0o755)
+    return ["bash", "-c", session_command(block)[0] if block.kind == "session" else block.text]
 
 
-def _run_all() -> None:
-    with tempfile.TemporaryDirectory() as folder:
-        env = dict(os.environ, PATH=f"{folder}{os.pathsep}{os.environ['PATH']}", PYTHONPATH=str(ROOT))
-        for block in RUN:
-            try:
-                done = subprocess.run(_command(block, Path(folder)), cwd=ROOT, env=env, text=True,
-                                      timeout=SECONDS, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-                result = (done.returncode, done.stdout)
-            except subprocess.TimeoutExpired:
-                result = (-1, f"did not end within {SECONDS} s")
-            with _done:
-                _outputs[block.where] = result
-                _done.notify_all()
-
-
-def start_in_background() -> None:
-    if not _started:
-        _started.append(threading.Thread(target=_run_all, name="the documents' programs", daemon=True))
-        _started[0].start()
+PROGRAMS = Background("the documents' programs", lambda: [(block.where, _command(block)) for block in RUN],
+                      cwd=ROOT, seconds=SECONDS, stderr=None,
+                      env=lambda: dict(os.environ, PATH=f"{_FOLDER.name}{os.pathsep}{os.environ['PATH']}",
+                                       PYTHONPATH=str(ROOT)))
+start_in_background = PROGRAMS.start
 
 
 def output_of(block: Block) -> str:
-    start_in_background()
-    with _done:
-        assert _done.wait_for(lambda: block.where in _outputs, timeout=600), f"{block.where}: still running"
-        code, out = _outputs[block.where]
+    code, out = PROGRAMS.result(block.where)
     assert code == 0, f"{block.where}: the {block.kind} exited with {code}:\n{out[-3000:]}"
     return out
 

@@ -15,10 +15,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
+from background import Background
 
 from sessionlab import catalogue
 from sessionlab.engines import exploration
@@ -58,35 +58,13 @@ COMMANDS = {
     **{f"stress {slug}": ("observe", slug, *FIXED_STORES, "--rounds", "1", "--json")
        for slug in sorted(HAS["django_cache"])},
 }
-_outputs: dict[str, tuple[int, str]] = {}
-_done = threading.Condition()  # guards _outputs; notified as each command ends
-_started: list[threading.Thread] = []
-
-
-def _run_all() -> None:
-    for name, argv in COMMANDS.items():
-        try:
-            done = subprocess.run([sys.executable, "-m", "sessionlab", *argv], cwd=ROOT, text=True, timeout=300,
-                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-            result = (done.returncode, done.stdout)
-        except subprocess.TimeoutExpired:
-            result = (-1, "did not end within 300 s")
-        with _done:
-            _outputs[name] = result
-            _done.notify_all()
-
-
-def start_in_background() -> None:
-    if not _started:
-        _started.append(threading.Thread(target=_run_all, name="sessionlab commands", daemon=True))
-        _started[0].start()
+COMMANDS_RUN = Background("sessionlab commands", lambda: [(name, [sys.executable, "-m", "sessionlab", *argv])
+                                                         for name, argv in COMMANDS.items()], cwd=ROOT)
+start_in_background = COMMANDS_RUN.start
 
 
 def output_of(name: str) -> str:
-    start_in_background()
-    with _done:
-        assert _done.wait_for(lambda: name in _outputs, timeout=600), f"{name}: still running after 600 s"
-        code, out = _outputs[name]
+    code, out = COMMANDS_RUN.result(name)
     assert code == 0, f"sessionlab {' '.join(COMMANDS[name])} exited with {code}:\n{out[-3000:]}"
     return out
 
