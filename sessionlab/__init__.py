@@ -1,4 +1,18 @@
-"""sessionlab: a lab for learning why threaded session code loses data, and how to prove it doesn't."""
+"""sessionlab: a lab for learning why threaded session code loses data, and how to prove it doesn't.
+
+The lab in packages by role, from the command line down to the contract (each
+imports only what is below it; tests/test_layout.py holds it to that):
+
+cli/, pytest_plugin   the sessionlab command, and --impl under pytest
+bench/, web/          the price of correctness; the web demo
+judge/                where verdicts are made: every check of one bug, the contract, every pair
+learner/              the working copy and the exercises
+catalogue             the list of bugs, and each bug's Home: what exposes it
+bugs/                 one home per bug: its entry, its scenarios, its checks
+engines/              stress, exploration (threads, processes), linearizability, the id attacker
+reports/              what the engines found, drawn for a learner
+bug, figure, implementations, api   a bug's entry, what a check measured, --impl, the contract
+"""
 
 import importlib
 import importlib.abc
