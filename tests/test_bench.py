@@ -29,7 +29,7 @@ def test_each_baseline_keeps_the_contract_the_benchmark_uses(name, factory):
 
 def test_every_workload_runs_its_operations_on_every_implementation():
     figures = throughput.measure(["buggy", "fixed"], workloads=throughput.WORKLOADS, threads=(1, 4), repeats=2,
-                            operations=200)
+                                 operations=200)
     names = ["buggy", "fixed"] + [name for name, _ in baselines.available()]
     assert {(f.workload, f.threads, f.implementation) for f in figures} == {
         (w, t, n) for w in throughput.WORKLOADS for t in (1, 4) for n in names}

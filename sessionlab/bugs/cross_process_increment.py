@@ -126,8 +126,8 @@ def statement_race(implementation: Implementation) -> tuple[processes.Outcome, d
 
     try:
         outcome = processes.explore(open_manager, setup,
-                                  lambda manager: manager.increment_access(session["id"]),
-                                  lambda manager: manager.increment_access(session["id"]), check)
+                                    lambda manager: manager.increment_access(session["id"]),
+                                    lambda manager: manager.increment_access(session["id"]), check)
     finally:
         for leftover in Path(folder).glob("*"):
             leftover.unlink(missing_ok=True)
