@@ -120,3 +120,11 @@ def test_observe_rate_gives_an_interval_and_says_whether_the_assumed_rate_lies_i
     assert result["broke"] == 0 and result["interval"][0] == 0 and 0 < result["interval"][1] < 1
     assert result["assumed_rate_is"] is None  # fixed/ never breaks: nothing to compare
     assert result["confidence"] == "95%"
+
+
+def test_help_fits_80_columns():
+    env = dict(os.environ, COLUMNS="80")
+    done = subprocess.run([sys.executable, "-m", "sessionlab", "--help"], env=env, text=True,
+                          capture_output=True, timeout=60)
+    wide = [line for line in done.stdout.splitlines() if len(line) > 80]
+    assert done.returncode == 0 and "exit status:" in done.stdout and not wide, wide

@@ -67,7 +67,7 @@ IMPL_HELP = "a package folder, a .py file, or an importable module (buggy, fixed
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="sessionlab",
-        description="A lab for learning why threaded session code loses data, and how to prove it doesn't.",
+        description="A lab for learning why threaded session code loses data, and how to prove\nit doesn't.",
         epilog="start with: sessionlab demo, then sessionlab start\n\n" + EXIT_STATUSES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -31,9 +31,11 @@ exit status:
   2    usage error: an unknown bug, a missing working copy, a bad option
   3    ERROR: your code did not load, or raised where no error is allowed
   4    HANGS: your code did not finish within a check's bound
-  5    UNPROVEN: every check that ran held, but one that decides could not run here
+  5    UNPROVEN: every check that ran held, but one that decides could not run
+       here
   130  interrupted (Ctrl-C)
-  For several bugs (check --all) the worst counts: ERROR, HANGS, STILL BUGGY, UNPROVEN, FIXED."""
+  For several bugs (check --all) the worst counts: ERROR, HANGS, STILL BUGGY,
+  UNPROVEN, FIXED."""
 
 
 def worst(statuses: list[str]) -> str:
