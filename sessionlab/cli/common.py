@@ -26,7 +26,7 @@ def code_error_json(error: implementations.CodeError) -> dict:
 
 
 def space() -> Workspace:
-    return Workspace(workspace.project_root())
+    return Workspace(implementations.project_root())
 
 
 def default_spec() -> str:
@@ -56,7 +56,7 @@ def shorten(error: implementations.CodeError) -> implementations.CodeError:
     if not error.file or not path.is_absolute():
         return error
     try:
-        short = str(path.relative_to(workspace.project_root()))
+        short = str(path.relative_to(implementations.project_root()))
     except ValueError:
         return error
     return implementations.CodeError(error.message, short, error.line, error.function, error.source)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sessionlab.bug import Bug
-from sessionlab.implementations import STATE, project_root  # noqa: F401  (the learner's folders)
+from sessionlab.implementations import STATE
 
 WORKSPACE = "workspace"
 MODULE = "manager.py"
