@@ -33,7 +33,7 @@ from sessionlab.engines.exploration.threads import RaceScenario
 from sessionlab.engines.stress import Scenario
 from sessionlab.figure import Figure
 from sessionlab.implementations import CodeError, Implementation
-from sessionlab.judge import contract, pairs
+from sessionlab.judge import contract, pairs, persistent_pairs
 
 DETERMINISTIC, STRESS = "deterministic", "stress"
 
@@ -171,6 +171,10 @@ def checks_for(home: Home) -> tuple[Check, ...]:
         found.append(Check(bug, "every pair of operations (frontrun)", DETERMINISTIC,
                            lambda implementation: pairs.search(bug, implementation), needs_frontrun=True,
                            decides=home.race is not None, seconds=PAIRS_SECONDS))
+    if persistent_pairs.operations_of(bug):
+        found.append(Check(bug, "every pair of operations, in threads and in processes", DETERMINISTIC,
+                           lambda implementation: persistent_pairs.search(bug, implementation), needs_frontrun=True,
+                           seconds=PAIRS_SECONDS))
     if home.stress is not None:
         # Each round has its own deadline (stress.ROUND_DEADLINE); the rounds together get more.
         found.append(Check(bug, "stress on real threads", STRESS, _stress_check(home.stress), decides=False,
