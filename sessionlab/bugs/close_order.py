@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import linecache
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -13,6 +15,7 @@ from sessionlab.bug import ORDER_VIOLATION, Bug
 from sessionlab.bugs.persistent import MANAGER
 from sessionlab.engines.exploration.processes import connection_of
 from sessionlab.engines.exploration.search import Inconclusive
+from sessionlab.engines.line_holds import LineHolder, wait_until, waits_without_end
 from sessionlab.engines.stress import NewManager, Scenario
 from sessionlab.figure import Figure
 from sessionlab.implementations import Implementation
@@ -152,4 +155,163 @@ def closed_under_its_sweeper(implementation: Implementation) -> Figure:
     return close_while_sweeping(lambda **options: implementation.new(MANAGER, **options))
 
 
-CHECKS = (("close while the sweeper runs, with a slow log", closed_under_its_sweeper),)
+
+
+# -- Close at every line of a sweep ---------------------------------------------------------
+
+# How often the sweeper runs in the check, and how long a held sweep waits for close() to
+# return or to wait for it: longer than any timeout a close() may give the sweeper.
+EVERY_LINE_INTERVAL = 0.01
+HOLD_FOR_CLOSE = 1.0
+# How long the sweeper may take to end once released, and to reach the line it is held at.
+SWEEPER_ENDS_WITHIN = 2.0
+
+
+def _one_cycle(implementation: Implementation) -> int:
+    """How many lines of the implementation the sweeper runs from its start through one sweep and
+    back to where it waits: the lines the check holds it at, one after another."""
+    holder = LineHolder(implementation.files)
+    with holder.tracing():
+        manager = implementation.new(MANAGER, sweep_interval=EVERY_LINE_INTERVAL)
+    try:
+        wait_until(lambda: holder.count() > 0 and holder.lines[0] in holder.lines[1:], SWEEPER_ENDS_WITHIN)
+    finally:
+        manager.close()
+    lines = holder.lines
+    if not lines:
+        return 0
+    again = lines.index(lines[0], 1) if lines[0] in lines[1:] else len(lines)
+    return again + 1
+
+
+def _close_with_the_sweeper_held_at(implementation: Implementation, line: int) -> str | None:
+    """Hold the sweeper at its line-th line, close the manager, let the sweeper go: what failed."""
+    failures: list[str] = []
+    previous = threading.excepthook
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        name = args.thread.name if args.thread is not None else "a thread"
+        failures.append(f"the {name} raised {args.exc_type.__name__}: {args.exc_value}")
+
+    holder = LineHolder(implementation.files)
+    holder.arm(line)
+    threading.excepthook = hook
+    try:
+        with holder.tracing():
+            manager = implementation.new(MANAGER, sweep_interval=EVERY_LINE_INTERVAL)
+        if not holder.held.wait(SWEEPER_ENDS_WITHIN):
+            holder.release()
+            manager.close()
+            return None  # the sweeper never ran this many lines: nothing to hold
+        closer = threading.Thread(target=lambda: _close(manager, failures), name="close", daemon=True)
+        closer.start()
+        wait_until(lambda: not closer.is_alive() or waits_without_end(closer, implementation.files),
+                   HOLD_FOR_CLOSE)
+        where = holder.where
+        holder.release()
+        closer.join(SWEEPER_ENDS_WITHIN)
+        if closer.is_alive():
+            return f"close() did not return once the sweep held at {_line(where)} went on"
+        for thread in holder.threads:
+            thread.join(SWEEPER_ENDS_WITHIN)
+        alive = [thread.name for thread in holder.threads if thread.is_alive()]
+    finally:
+        holder.release()
+        threading.excepthook = previous
+    if failures:
+        return f"{failures[0]} (close() ran while the sweeper was at {_line(where)})"
+    if alive:
+        return f"the {alive[0]} still runs after close() returned (close() ran while it was at {_line(where)})"
+    return None
+
+
+def _close(manager: object, failures: list[str]) -> None:
+    try:
+        manager.close()  # type: ignore[attr-defined]
+    except Exception as exc:
+        failures.append(f"close() raised {type(exc).__name__}: {exc}")
+
+
+def _line(where: tuple[str, int, str] | None) -> str:
+    if where is None:
+        return "a line that could not be found"
+    text = linecache.getline(where[0], where[1]).strip()
+    return f"{os.path.basename(where[0])}:{where[1]} `{text}` in {where[2]}"
+
+
+def closed_at_every_line_of_a_sweep(implementation: Implementation) -> Figure:
+    """close-order: close() while the sweeper is held at each line of a sweep in turn; nothing fails."""
+    lines = _one_cycle(implementation)
+    if not lines:
+        raise Inconclusive("close-order: the manager's own threads ran none of its code, so no line of a sweep "
+                           "could be held")
+    for line in range(1, lines + 1):
+        failed = _close_with_the_sweeper_held_at(implementation, line)
+        if failed:
+            return Figure(False, "no thread fails", "failed",
+                          f"closing the manager while the sweeper was held at line {line} of a sweep: {failed}")
+    return Figure(True, "no thread fails", "none failed",
+                  f"close() ran while the sweeper was held at each of the {lines} lines of a sweep in turn (held "
+                  f"until close() returned or waited for it, up to {HOLD_FOR_CLOSE:g} s); every close returned "
+                  f"and no thread failed")
+
+
+class _CloseWhenTheSweeperLogs(logging.Handler):
+    """Calls close() from the manager's own thread, the first time that thread logs."""
+
+    def __init__(self, threads: list[threading.Thread]):
+        super().__init__()
+        self.threads, self.manager, self.failures = threads, None, []
+        self.called = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.manager is None or self.called.is_set() or threading.current_thread() not in self.threads:
+            return
+        self.called.set()
+        _close(self.manager, self.failures)
+
+
+def closed_from_the_sweepers_own_thread(implementation: Implementation) -> Figure:
+    """close-order: close() called on the sweeper's own thread (by a log handler) returns and ends it."""
+    clock = [1_700_000_000.0]
+    before = set(threading.enumerate())
+    threads: list[threading.Thread] = []
+    handler, root, level = _CloseWhenTheSweeperLogs(threads), logging.getLogger(), logging.getLogger().level
+    root.addHandler(handler)
+    root.setLevel(min(level, logging.DEBUG) if level else logging.DEBUG)
+    previous = threading.excepthook
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        name = args.thread.name if args.thread is not None else "a thread"
+        handler.failures.append(f"the {name} raised {args.exc_type.__name__}: {args.exc_value}")
+
+    threading.excepthook = hook
+    try:
+        manager = implementation.new(MANAGER, ttl=60.0, sweep_interval=EVERY_LINE_INTERVAL, clock=lambda: clock[0])
+        threads.extend(t for t in threading.enumerate() if t not in before)
+        manager.create_session("user-1", "Ada")
+        handler.manager = manager
+        clock[0] += 3600  # the session is idle: the next sweep expires it, and says so
+        handler.called.wait(SWEEPER_ENDS_WITHIN)
+        for thread in threads:
+            thread.join(SWEEPER_ENDS_WITHIN)
+    finally:
+        threading.excepthook = previous
+        root.removeHandler(handler)
+        root.setLevel(level)
+    if not handler.called.is_set():
+        manager.close()
+        return Figure(True, "close() returns", "not run",
+                      "not checked: the manager's own thread logged nothing, so close() could not be called from it")
+    alive = [t.name for t in threads if t.is_alive()]
+    if handler.failures or alive:
+        what = handler.failures[0] if handler.failures else f"the {alive[0]} still runs after it returned"
+        return Figure(False, "close() returns", "failed",
+                      f"close() called on the sweeper's own thread (from a log handler, as an alert hook does): {what}")
+    return Figure(True, "close() returns", "returned",
+                  "close() called on the sweeper's own thread returned, and the sweeper ended")
+
+
+CHECKS = (("close while the sweeper runs, with a slow log", closed_under_its_sweeper),
+          ("close with the sweeper held at each line of a sweep", closed_at_every_line_of_a_sweep),
+          ("close from the sweeper's own thread", closed_from_the_sweepers_own_thread))

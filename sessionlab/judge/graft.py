@@ -70,6 +70,9 @@ def _others(bug: Bug) -> list[str]:
 
 def others_solved(bug: Bug, implementation: Implementation) -> tuple[Implementation, list[str]]:
     """The implementation with the other bugs' untouched functions taken from fixed/; the names replaced."""
+    already = getattr(implementation.module, "__sessionlab_solved__", None)
+    if already is not None:
+        return implementation, list(already)
     names = untouched(bug, implementation)
     reference = _module_file(implementations.load("fixed"), bug)
     if not names or reference is None:
@@ -78,7 +81,10 @@ def others_solved(bug: Bug, implementation: Implementation) -> tuple[Implementat
     if not isinstance(cls, type):
         return implementation, []
     defined = inspect.getmodule(cls)
-    namespace = vars(defined) if defined is not None else vars(implementation.module)
+    # The learner's names first; a name the reference needs that the learner's file lacks (an
+    # import) is the reference's own.
+    namespace = {**vars(inspect.getmodule(getattr(implementations.load("fixed").module, bug.manager))),
+                 **vars(defined if defined is not None else implementation.module)}
     sources = _functions(reference)
     methods = {}
     for name in names:
@@ -88,10 +94,11 @@ def others_solved(bug: Bug, implementation: Implementation) -> tuple[Implementat
         tree = ast.parse(textwrap.dedent(text))
         ast.increment_lineno(tree, first - 1)
         scope: dict = {}
-        exec(compile(tree, str(reference), "exec"), dict(namespace), scope)  # noqa: S102  (the reference's own code)
+        exec(compile(tree, str(reference), "exec"), namespace, scope)  # noqa: S102  (the reference's own code)
         methods[name.split(".")[1]] = next(iter(scope.values()))
     hybrid = type(cls.__name__, (cls,), {**methods, "__module__": cls.__module__, "__qualname__": cls.__qualname__})
     module = types.ModuleType(implementation.module.__name__)
     module.__dict__.update(vars(implementation.module))
     setattr(module, bug.manager, hybrid)
+    module.__sessionlab_solved__ = tuple(sorted(methods))  # type: ignore[attr-defined]
     return replace(implementation, module=module), sorted(methods)
