@@ -3,7 +3,8 @@
 Each wrong generator below is a plausible fix for id-collision that makes ids
 unique but guessable; each right one draws from the operating system. The
 accepting tests run many fresh managers, so a verdict that hung on one lucky
-draw would show.
+draw would show. An id needs 64 random bits (OWASP's floor); one with fewer
+than 128, a uuid4 among them, is accepted with a warning.
 """
 
 import base64
@@ -18,11 +19,13 @@ import uuid
 from types import SimpleNamespace
 
 import pytest
+from variants import variant
 
 import fixed.manager
-from sessionlab import implementations
+from sessionlab import catalogue, implementations
 from sessionlab.api import SessionNotFound
-from sessionlab.engines.idattack.attack import EXPECTED, attack_ids
+from sessionlab.engines.idattack.attack import EXPECTED, MIN_BITS, RECOMMENDED_BITS, attack_ids
+from sessionlab.judge import checks
 
 ALNUM = string.ascii_letters + string.digits
 REAL_TIME = time.time
@@ -148,10 +151,11 @@ WRONG = {
     "private Random seeded by the clock": (seeded_by_clock(lambda rng: "".join(rng.choices(ALNUM, k=32))),
                                            ["clock", "nothing secret", "whatever random's seed"]),
     # too little randomness
-    "token_hex(4)": (shared(lambda n, u, name: secrets.token_hex(4)), ["about 32 bits", "at least 128"]),
-    "uuid4": (shared(lambda n, u, name: str(uuid.uuid4())), ["uuid4", "122 random bits", "version and variant"]),
+    "token_hex(4)": (shared(lambda n, u, name: secrets.token_hex(4)), ["about 32 bits", "at least 64"]),
+    "token_hex(6), 48 bits": (shared(lambda n, u, name: secrets.token_hex(6)),
+                              ["about 48 bits", "at least 64", "2^47 tries"]),
     "uuid4 from a private Random": (own_rng(lambda rng: str(uuid.UUID(int=rng.getrandbits(128), version=4))),
-                                    ["uuid4", "122 random bits"]),
+                                    ["random module"]),
     # one id for everyone
     "one id for all": (shared(lambda n, u, name: "the-session"), ["same session id"]),
 }
@@ -160,17 +164,28 @@ RIGHT = {
     "secrets.token_urlsafe(24)": (lambda: secrets.token_urlsafe(24), 192),
     "secrets.token_urlsafe(32)": (lambda: secrets.token_urlsafe(32), 256),
     "secrets.token_hex(16)": (lambda: secrets.token_hex(16), 128),
+    "uuid4": (lambda: str(uuid.uuid4()), 122),
+    "uuid4 without dashes": (lambda: uuid.uuid4().hex, 122),
+    "secrets.token_hex(8)": (lambda: secrets.token_hex(8), 64),
     "base64 of os.urandom(24)": (lambda: base64.urlsafe_b64encode(os.urandom(24)).decode(), 192),
     "SystemRandom, 32 letters and digits": (lambda: "".join(random.SystemRandom().choices(ALNUM, k=32)), 191),
 }
 
 
-@pytest.mark.parametrize("name", WRONG)
+# What the attacker cannot do yet, each a strict expected failure until it can.
+JUDGE_GAPS = {
+    "uuid4 from a private Random": "a uuid4 hides 6 of every 128 bits the Mersenne Twister gave; rebuilding its "
+                                   "state from the other 122 needs a linear solve the attacker does not run",
+}
+
+
+@pytest.mark.parametrize("name", [pytest.param(name, marks=[pytest.mark.xfail(strict=True, reason=JUDGE_GAPS[name])]
+                                               if name in JUDGE_GAPS else []) for name in WRONG])
 def test_a_predictable_id_is_rejected_and_the_verdict_says_how(name):
     new_manager, words = WRONG[name]
     figure = attack_ids(new_manager)
     assert not figure.held, f"{name}: {figure.summary}"
-    assert figure.expected in (EXPECTED, "128 bits")
+    assert figure.expected in (EXPECTED, f"{MIN_BITS} bits")
     for word in words:
         assert word in figure.summary, f"{name}: {word!r} missing from: {figure.summary}"
 
@@ -191,6 +206,33 @@ def test_an_unpredictable_id_is_accepted_every_time(name):
         assert figure.held, f"{name}: {figure.summary}"
         assert (figure.expected, figure.got) == (EXPECTED, EXPECTED)
         assert f"about {bits} bits of randomness" in figure.summary
+        assert ("128 or more is the usual recommendation" in figure.summary) == (bits < RECOMMENDED_BITS)
+
+
+def test_a_uuid4_is_accepted_with_a_warning_and_a_48_bit_token_is_not():
+    figure = attack_ids(shared(lambda n, u, username: str(uuid.uuid4())))
+    assert figure.held
+    assert "a warning: ids carry about 122 bits of randomness (uuid4 values" in figure.summary
+    assert "enough for the floor of 64 (a guess takes about 2^121 tries)" in figure.summary
+    assert "128 or more is the usual recommendation" in figure.summary
+    figure = attack_ids(shared(lambda n, u, username: secrets.token_hex(8)))
+    assert figure.held and "about 64 bits of randomness, enough for the floor of 64" in figure.summary
+    figure = attack_ids(shared(lambda n, u, username: secrets.token_hex(6)))
+    assert (figure.held, figure.expected, figure.got) == (False, "64 bits", "48 bits")
+    assert "a session id needs at least 64" in figure.summary
+
+
+def test_the_judge_accepts_uuid4_ids_and_its_verdict_carries_the_warning(tmp_path):
+    verdict = checks.judge(catalogue.find("id-collision"), variant(tmp_path, "uuid4", {
+        "SessionManager._new_session_id": '''
+        def _new_session_id(self):
+            import uuid
+
+            return str(uuid.uuid4())
+        '''}), stress_too=False)
+    assert verdict.status == checks.FIXED, verdict.evidence
+    attacked = [result.message for result in verdict.results if "cannot be predicted" in result.check.name]
+    assert attacked and "122 bits" in attacked[0] and "128 or more is the usual recommendation" in attacked[0]
 
 
 def test_fixed_passes_and_buggy_fails():

@@ -221,6 +221,18 @@ RIGHT.append(Right("id-collision", "the base64 of 24 bytes of os.urandom", new_i
     return base64.urlsafe_b64encode(os.urandom(24)).decode("ascii")
 ''')))
 
+RIGHT.append(Right("id-collision", "uuid4, 122 random bits: accepted with a warning", new_id('''
+    import uuid
+
+    return str(uuid.uuid4())
+''')))
+
+RIGHT.append(Right("id-collision", "64 bits from secrets, the floor: accepted with a warning", new_id('''
+    import secrets
+
+    return secrets.token_hex(8)
+''')))
+
 RIGHT.append(Right("shared-snapshot", "copy the metadata in get_session, under the lock", {
     "SessionManager.get_session": '''
     def get_session(self, session_id):

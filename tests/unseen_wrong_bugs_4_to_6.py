@@ -122,7 +122,13 @@ WRONG.append(Wrong("id-collision", "32-bit tokens from secrets, drawn again when
         token = secrets.token_hex(4)  # 4 billion ids: plenty for our users
         if token not in self._sessions:
             return token
-'''), checks.STILL_BUGGY, ("32 bits", "128")))
+'''), checks.STILL_BUGGY, ("32 bits", "at least 64")))
+
+WRONG.append(Wrong("id-collision", "48-bit tokens from os.urandom", new_id('''
+    import os
+
+    return os.urandom(6).hex()  # 281 trillion ids
+'''), checks.STILL_BUGGY, ("48 bits", "at least 64", "2^47 tries")))
 
 WRONG.append(Wrong("id-collision", "retry the counter until the id is unused", new_id('''
     while True:
@@ -185,6 +191,24 @@ WRONG.append(Wrong("shared-snapshot", "copy the metadata after releasing the loc
         )
     ''',
 }, checks.STILL_BUGGY, ("snapshot", "wiped")))
+
+WRONG.append(Wrong("shared-snapshot", "a deep copy of the live session, made after the lock is released", {
+    # Every field and the metadata are copied, but a logout can run between the release and the copy.
+    "SessionManager.get_session": '''
+    def get_session(self, session_id):
+        import copy
+
+        check_session_id(session_id)
+        with self._lock:
+            self._check_open()
+            record = self._sessions.get(session_id)
+            if record is None:
+                self._cache_misses += 1
+                raise SessionNotFound(session_id)
+            self._cache_hits += 1
+        return copy.deepcopy(record).snapshot()  # a deep copy takes time: not under the lock
+    ''',
+}, checks.STILL_BUGGY, ("snapshot", "released its lock", "copy it while the lock is held")))
 
 WRONG.append(Wrong("shared-snapshot", "copy under a lock taken twice", {
     "SessionManager.get_session": '''

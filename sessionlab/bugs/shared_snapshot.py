@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import html
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from sessionlab.api import SessionNotFound
 from sessionlab.bug import ATOMICITY_VIOLATION, Bug
 from sessionlab.engines.exploration.threads import RaceScenario, State, Worker
 from sessionlab.engines.stress import NewManager, Scenario, run_threads
-from sessionlab.figure import Figure
+from sessionlab.figure import Figure, plural
 from sessionlab.implementations import Implementation
 
 BUG = Bug(
@@ -169,9 +170,23 @@ def snapshot_kept_after_logout(implementation: Implementation) -> Figure:
                   f"get_session handed out the live metadata, not a copy")
 
 
+_FIELDS = ("user_id", "username", "is_authenticated", "access_count", "metadata")
+
+
 def _as_seen(session: Any) -> tuple:
     return (session.user_id, session.username, session.is_authenticated, session.access_count,
             tuple(sorted(dict(session.metadata).items())))
+
+
+def _changed(before: tuple, after: tuple) -> list[str]:
+    return [name for name, old, new in zip(_FIELDS, before, after) if old != new]
+
+
+def _what_changed(before: tuple, after: tuple) -> str:
+    """Each changed field, old value to new, metadata as a dict."""
+    shown = {"metadata": dict}
+    return ", ".join(f"{name} {shown.get(name, repr)(old)} became {shown.get(name, repr)(new)}"
+                     for name, old, new in zip(_FIELDS, before, after) if old != new)
 
 
 def _writers() -> tuple[tuple[str, Any], ...]:
@@ -206,9 +221,7 @@ def snapshot_survives_every_writer(implementation: Implementation) -> Figure:
             write(manager, session_id)
             after = _as_seen(snapshot)
         if after != before:
-            changed = [field for field, old, new in zip(
-                ("user_id", "username", "is_authenticated", "access_count", "metadata"), before, after)
-                if old != new]
+            changed = _changed(before, after)
             return Figure(False, "unchanged", f"{', '.join(changed)} changed",
                           f"a snapshot read before {name} changed its {' and '.join(changed)} afterwards "
                           f"(metadata {dict(before[4])} became {dict(after[4])}): whatever writes after "
@@ -217,7 +230,140 @@ def snapshot_survives_every_writer(implementation: Implementation) -> Figure:
                   f"a snapshot stayed the same after each of {len(writers)} kinds of write")
 
 
+# -- A logout the moment get_session lets go of its lock -------------------------------------
+# A copy made after the lock is released can run wholly in code the exploration does not trace
+# (copy.deepcopy, dataclasses.asdict, pickle): no shared access shows the window, so this check
+# opens it itself. The manager's locks are watched; right after get_session has let go of all
+# of them, a logout runs in another thread, before get_session goes on. The session was found,
+# so the snapshot must show it as it was: a copy made under the lock does.
+
+_LOCK_TYPES = (type(threading.Lock()), type(threading.RLock()), threading.Condition, threading.Semaphore)
+RELEASES_TRIED = 4  # the first releases of one get_session call a logout is slipped in after
+WRITER_SECONDS = 1.0  # a logout still waiting after this waits on a lock get_session holds
+
+
+class _WatchedLock:
+    """One of the manager's locks: counts how deep the reading thread holds it, reports each release."""
+
+    def __init__(self, lock: Any, watch: _Watch):
+        self._lock, self._watch, self.depth = lock, watch, 0
+
+    def acquire(self, *args: Any, **kwargs: Any) -> Any:
+        got = self._lock.acquire(*args, **kwargs)
+        if got and threading.get_ident() == self._watch.reader:
+            self.depth += 1
+        return got
+
+    def release(self) -> None:
+        self._lock.release()
+        if threading.get_ident() == self._watch.reader:
+            self.depth -= 1
+            self._watch.released()
+
+    def __enter__(self) -> Any:
+        return self.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._lock, name)
+
+
+class _Watch:
+    """A manager's locks while one get_session runs; a logout after its n-th let-go of every lock."""
+
+    def __init__(self, manager: Any, session_id: str, logout_after: int = 0):
+        self.manager, self.session_id, self.logout_after = manager, session_id, logout_after
+        self.reader: int | None = None
+        self.releases = 0
+        self.logout: threading.Thread | None = None
+        self.locks = self._wrap(manager)
+
+    def _wrap(self, manager: Any) -> list[_WatchedLock]:
+        """Put a watched lock in place of each lock the manager holds (in attributes, or dicts of them)."""
+        placed = []
+        for name, value in list(getattr(manager, "__dict__", {}).items()):
+            if isinstance(value, _LOCK_TYPES):
+                placed.append(_WatchedLock(value, self))
+                setattr(manager, name, placed[-1])
+            elif isinstance(value, dict):
+                for key, item in list(value.items()):
+                    if isinstance(item, _LOCK_TYPES):
+                        placed.append(_WatchedLock(item, self))
+                        value[key] = placed[-1]
+        return placed
+
+    def released(self) -> None:
+        if any(lock.depth for lock in self.locks):
+            return
+        self.releases += 1
+        if self.releases == self.logout_after:
+            self.logout = threading.Thread(target=self._log_out, daemon=True)
+            self.logout.start()
+            self.logout.join(WRITER_SECONDS)
+
+    def _log_out(self) -> None:
+        try:
+            self.manager.delete_session(self.session_id)
+        except Exception:  # the contract's checks judge a logout that raises
+            pass
+
+    def read(self) -> Any:
+        """get_session, watched; the logout, if one started, has ended when this returns."""
+        self.reader = threading.get_ident()
+        try:
+            return self.manager.get_session(self.session_id)
+        finally:
+            self.reader = None
+            if self.logout is not None:
+                self.logout.join(WRITER_SECONDS)
+
+
+def _stored_session(manager: Any) -> str:
+    session_id = manager.create_session("u-1", "Ada")
+    for key, value in _STORED:
+        manager.update_session(session_id, key, value)
+    return session_id
+
+
+def _releases_of_one_read(new_manager: Callable[[], Any]) -> int:
+    """How many times one get_session call lets go of every lock it holds."""
+    with new_manager() as manager:
+        watch = _Watch(manager, _stored_session(manager))
+        watch.read()
+        return watch.releases
+
+
+def snapshot_made_before_the_lock_is_released(implementation: Implementation) -> Figure:
+    """shared-snapshot: get_session makes its snapshot before it lets go of its lock."""
+    releases = _releases_of_one_read(implementation.new_manager)
+    tried = min(releases, RELEASES_TRIED)
+    for release in range(1, tried + 1):
+        with implementation.new_manager() as manager:
+            session_id = _stored_session(manager)
+            before = _as_seen(manager.get_session(session_id))
+            try:
+                snapshot = _Watch(manager, session_id, logout_after=release).read()
+            except SessionNotFound:
+                continue  # the logout came first: no session to read, as it should be
+            after = _as_seen(snapshot)
+        if after != before:
+            return Figure(False, "unchanged", f"{', '.join(_changed(before, after))} changed",
+                          f"a logout ran the moment get_session released its lock, before it returned, and "
+                          f"changed the snapshot it returned ({_what_changed(before, after)}): get_session "
+                          f"copied the session after releasing the lock, or not at all; copy it while the "
+                          f"lock is held")
+    if not tried:
+        return Figure(True, "unchanged", "no lock released",
+                      "get_session released no lock this check can watch; the other checks judge it")
+    return Figure(True, "unchanged", "unchanged",
+                  f"a logout the moment get_session released its lock left the snapshot unchanged "
+                  f"({plural(tried, 'release')} tried)")
+
+
 CHECKS = (
     ("single thread: a snapshot survives logout", snapshot_kept_after_logout),
     ("single thread: a snapshot survives every writer", snapshot_survives_every_writer),
+    ("a logout the moment get_session releases its lock", snapshot_made_before_the_lock_is_released),
 )

@@ -7,8 +7,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from sessionlab.engines.idattack.logins import (
-    ADVICE, EXPECTED, Login, b64_bytes, caught, id_cores, log_in, username)
+from sessionlab.engines.idattack.logins import ADVICE, EXPECTED, Login, b64_bytes, caught, id_cores, log_in, username
 from sessionlab.figure import Figure
 
 RESEED_LOGINS = 8  # logins per run of the reseeding experiment
