@@ -14,18 +14,26 @@ detecting its bug, the self-test fails).
 folder such as a learner's copy) runs every check plainly against that one
 implementation: a check fails until its bug is fixed. In that learner mode a
 failure reads as the lab's own figure (not pytest's expansion of the
-assertion), the run ends with a verdict per bug, and a check that hangs fails
-with "hangs" within a short bound instead of waiting on a thread forever.
+assertion), the run ends with a verdict per bug, and each check runs on a thread of
+its own within a short bound: one that hangs fails with "HANGS" and where each thread waits.
 """
 
 from __future__ import annotations
 
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 
 from sessionlab import catalogue, implementations
+
+if TYPE_CHECKING:
+    from sessionlab.engines.bounded import Hang
 
 # Hypothesis profiles (choose with --hypothesis-profile=NAME). The default is small and
 # derandomized, so the self-test gives the same verdict on every run. The explain phase
@@ -91,21 +99,70 @@ def _learner_mode(config: pytest.Config) -> bool:
     return config.getoption("--impl") is not None
 
 
+# A check's bound, in learner mode: its own timeout marker, or the plugin's bound; and whether it hung.
+CHECK_BOUND, HUNG = pytest.StashKey[float](), pytest.StashKey[bool]()
+
+
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
     # A wrapper, and the outermost one: pytest-timeout reads an item's bound in its own
     # wrapper, before any plain hook runs, so the bound must be on the item by then.
-    if _learner_mode(item.config) and item.get_closest_marker("timeout") is None:
-        bound = item.config.getoption("--check-timeout") or LEARNER_TIMEOUT
-        if item.config._sessionlab_hung:  # type: ignore[attr-defined]
-            bound = min(bound, AFTER_A_HANG_TIMEOUT)
-        item.add_marker(pytest.mark.timeout(bound))
+    if _learner_mode(item.config):
+        own = item.get_closest_marker("timeout")  # a check's own bound, if it has one
+        bound = own and (own.args or [own.kwargs.get("timeout")])[0]
+        if not bound:
+            bound = item.config.getoption("--check-timeout") or LEARNER_TIMEOUT
+            if item.config._sessionlab_hung:  # type: ignore[attr-defined]
+                bound = min(bound, AFTER_A_HANG_TIMEOUT)
+        item.stash[CHECK_BOUND] = bound = float(bound)
+        # pytest-timeout's alarm bounds the setup; the call and the teardown get their own (below).
+        item.add_marker(pytest.mark.timeout(bound), append=False)
     yield
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """In learner mode a check runs on a thread of its own, within its bound: a hang fails it, saying where."""
+    if CHECK_BOUND not in pyfuncitem.stash:
+        return None
+    from sessionlab.engines.bounded import run_bounded
+
+    getattr(pyfuncitem.ihook, "pytest_timeout_cancel_timer", lambda item: None)(item=pyfuncitem)
+    test = pyfuncitem.obj
+    arguments = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
+    run_bounded(lambda: test(**arguments), seconds=pyfuncitem.stash[CHECK_BOUND], label=pyfuncitem.name,
+                files=getattr(pyfuncitem.funcargs.get("impl"), "files", None))
+    return True
+
+
+class Abandoned(Exception):
+    """A teardown that did not finish within its bound, given up."""
+
+    @staticmethod
+    def give_up(signum: int, frame: Any) -> None:
+        raise Abandoned("the teardown did not finish within its bound")
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None):
+    """A check's teardown gets a short bound: after a check hung, closing its manager may wait for a
+    lock the stuck thread holds. When that is all, the check's own failure said it (see makereport)."""
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    armed = on_main_thread and CHECK_BOUND in item.stash and hasattr(signal, "SIGALRM")
+    if armed:
+        previous = signal.signal(signal.SIGALRM, Abandoned.give_up)
+        signal.setitimer(signal.ITIMER_REAL, min(item.stash[CHECK_BOUND], AFTER_A_HANG_TIMEOUT))
+    yield  # an old-style wrapper: the teardown's own error does not surface here
+    if armed:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """In learner mode only the checks run: the tests of the lab itself judge nobody's code."""
     if not _learner_mode(config):
+        for item in items:
+            _expect_detection(item)
         return
     lab_only = [item for item in items if "impl" not in getattr(item, "fixturenames", ())]
     if lab_only:
@@ -128,19 +185,17 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if spec is not None:
         metafunc.parametrize("impl", [spec], ids=[_param_id(spec)], indirect=True)
         return
-    bug = bug_of(metafunc.definition)
-    params = [pytest.param("fixed", id="fixed")]
-    if bug is not None:
-        params.append(pytest.param(
-            "buggy", id="buggy",
-            marks=pytest.mark.xfail(
-                strict=True, raises=AssertionError,
-                reason=f"the pristine buggy/ has bug {bug.number}, {bug.slug}: this check must detect it",
-            ),
-        ))
-    else:
-        params.append(pytest.param("buggy", id="buggy"))
-    metafunc.parametrize("impl", params, indirect=True)
+    # On buggy, a check of a bug is a strict expected failure: see _expect_detection.
+    metafunc.parametrize("impl", [pytest.param("fixed", id="fixed"), pytest.param("buggy", id="buggy")],
+                         indirect=True)
+
+
+def _expect_detection(item: pytest.Item) -> None:
+    """In the self-test, a check of a bug (by its own marker or its parameter's) must fail on buggy."""
+    bug = bug_of(item)
+    if bug is not None and getattr(item, "callspec", None) and item.callspec.params.get("impl") == "buggy":
+        item.add_marker(pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+            f"the pristine buggy/ has bug {bug.number}, {bug.slug}: this check must detect it")))
 
 
 def _param_id(spec: str) -> str:
@@ -177,7 +232,7 @@ def lab_message(excinfo: pytest.ExceptionInfo[BaseException], files: frozenset[s
 
     if isinstance(excinfo.value, Hang):
         text = f"HANGS: {text}"
-    elif excinfo.typename == "Failed" and "Timeout" in text:
+    elif isinstance(excinfo.value, Abandoned) or (excinfo.typename == "Failed" and "Timeout" in text):
         text = f"HANGS: {text}" + _where_it_waited(excinfo, files)
     return text
 
@@ -187,8 +242,11 @@ def _where_it_waited(excinfo: pytest.ExceptionInfo[BaseException], files: frozen
     import linecache
     import traceback
 
+    from sessionlab.engines.bounded import matcher
+
+    mine = matcher(files or None)  # no files known: any outside the standard library, site-packages, the lab
     found = [(frame.f_code.co_filename, line, frame.f_code.co_name)
-             for frame, line in traceback.walk_tb(excinfo.tb) if frame.f_code.co_filename in files]
+             for frame, line in traceback.walk_tb(excinfo.tb) if mine(frame.f_code.co_filename)]
     if not found:
         return ""
     filename, line, function = found[-1]
@@ -196,11 +254,86 @@ def _where_it_waited(excinfo: pytest.ExceptionInfo[BaseException], files: frozen
     return f" The test's thread waits at {Path(filename).name}:{line} `{source}` in {function}."
 
 
+# -- Hypothesis machines: every call of the code under test bounded ------------------------
+# Hypothesis takes any Exception (pytest-timeout's alarm too) for a failure to shrink and replay, into
+# the same hang: each call gets a bound of its own, inside the check's, and a hang raises HungCall.
+CALL_TIMEOUT = 5  # learner mode: one call gets at most this, and half the check's bound at most
+SCENARIO_TIMEOUT = 10  # calls started at once under exploration, or a scenario run whole
+
+
+class HungCall(BaseException):
+    """A call of the code under test hung. Not an Exception, which Hypothesis would replay."""
+
+
+class BoundedCalls:
+    """Calls of the code under test, each within a bound; after one has hung, no more calls
+    (its stuck thread still holds what it held: not even close is called again)."""
+
+    def __init__(self, files: frozenset[str] = frozenset(), seconds: float = LEARNER_TIMEOUT,
+                 scenario_seconds: float = SCENARIO_TIMEOUT) -> None:
+        self.files, self.seconds, self.scenario_seconds = files, seconds, scenario_seconds
+        self.hung = ""  # what the call that hung said
+
+    def bound(self, scenario: bool = False) -> float:  # with scenario: for calls started at once
+        if self.hung:
+            raise HungCall(self.hung)
+        return self.scenario_seconds if scenario else self.seconds
+
+    def run(self, function: Callable[[], Any], label: str, *, scenario: bool = False) -> Any:
+        from sessionlab.engines.bounded import Hang, run_bounded
+
+        try:
+            return run_bounded(function, seconds=self.bound(scenario), label=label, files=self.files)
+        except Hang as hang:
+            self.stop(hang)
+
+    def stop(self, hang: Hang, label: str = "") -> NoReturn:  # a call's Hang, or an exploration's
+        self.hung = f"HANGS: {label or hang.label}: {hang.summary}"
+        raise HungCall(self.hung) from None
+
+    @contextmanager
+    def failing_on_a_hang(self) -> Iterator[None]:
+        """A call that hung fails the check as every check fails: with an AssertionError (HANGS: where)."""
+        try:
+            yield
+        except HungCall as hung:
+            raise AssertionError(str(hung)) from None
+
+
+class BoundedManager:
+    """A manager, made and then called with every method within its BoundedCalls' bound."""
+
+    def __init__(self, calls: BoundedCalls, make: Callable[[], Any], label: str = "making a manager") -> None:
+        self._calls, self._manager = calls, calls.run(make, label)
+
+    def within_bound(self, function: Callable[[Any], Any], label: str) -> Any:
+        """function(manager), its calls bounded as one: for a check that makes many."""
+        return self._calls.run(lambda: function(self._manager), label)
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._manager, name)
+        if not callable(attribute):
+            return attribute
+        return lambda *args, **kwargs: self._calls.run(lambda: attribute(*args, **kwargs), f"a call of {name}")
+
+
+@pytest.fixture
+def bounded_calls(request: pytest.FixtureRequest, impl: implementations.Implementation) -> BoundedCalls:
+    """Bounds for a Hypothesis machine's calls of the code under test (see HungCall)."""
+    whole = request.node.stash.get(CHECK_BOUND, None)
+    if whole is None:  # the self-test: nothing should hang, and a bound must never be what fails
+        return BoundedCalls(impl.files)
+    return BoundedCalls(impl.files, min(CALL_TIMEOUT, whole / 2), min(SCENARIO_TIMEOUT, whole / 2))
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
     report = yield
     config = item.config
     bug = bug_of(item)
+    if call.excinfo is not None and call.excinfo.errisinstance(Abandoned) and item.stash.get(HUNG, False):
+        report.outcome, report.longrepr = "passed", None  # it waited for the thread the check left stuck
+        return report
     if report.when == "call" and getattr(report, "wasxfail", None) and call.excinfo is not None:
         message = str(call.excinfo.value).strip().splitlines()
         config._sessionlab_detected.append(  # type: ignore[attr-defined]
@@ -212,6 +345,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
             implementation = getattr(item, "callspec", None) and item.funcargs.get("impl")
             message = lab_message(call.excinfo, getattr(implementation, "files", frozenset()))
             if message.startswith("HANGS") or "Timeout" in message:
+                item.stash[HUNG] = True  # its teardown may wait for its stuck thread
                 config._sessionlab_hung = True  # type: ignore[attr-defined]
                 config._sessionlab_hangs += 1  # type: ignore[attr-defined]
                 if config._sessionlab_hangs >= MAX_HANGS:  # type: ignore[attr-defined]

@@ -15,7 +15,13 @@ from pathlib import Path
 import pytest
 from variants import variant
 
+from sessionlab import catalogue
+from sessionlab.engines import exploration
+from sessionlab.judge import checks
+
 ROOT = Path(__file__).resolve().parent.parent
+TESTS = ROOT / "tests"
+needs_frontrun = pytest.mark.skipif(not exploration.frontrun_available()[0], reason=exploration.frontrun_available()[1])
 
 # A fix that takes the manager's non-reentrant lock again inside a helper: every update deadlocks.
 DEADLOCKS = {"SessionManager.update_session": '''
@@ -32,6 +38,60 @@ def update_session(self, session_id, key, value):
             record.metadata = metadata
 '''}
 
+# A fix of lost increments whose helper takes the lock its caller holds: every count deadlocks.
+COUNT_DEADLOCKS = {"SessionManager.increment_access": '''
+def increment_access(self, session_id):
+    check_session_id(session_id)
+    with self._lock:
+        record = self._require(session_id)
+        return self._count(record)
+
+def _count(self, record):
+    """Count one access. Call with the lock held."""
+    with self._lock:
+        record.access_count += 1
+        record.last_accessed = self._clock()
+        return record.access_count
+'''}
+
+# A fix of the stale cache that takes the database lock twice: every save deadlocks.
+SAVE_DEADLOCKS = {"PersistentSessionManager.update_session": '''
+def update_session(self, session_id, key, value):
+    check_session_id(session_id)
+    check_key(key)
+    check_value(value)
+    now = self._clock()
+    with self._db_lock:
+        self._check_open()
+        with self._db_lock:
+            with self._transaction():
+                self._require_live(session_id)
+                metadata = json.loads(self._db.execute(
+                    "SELECT metadata FROM sessions WHERE session_id = ?", (session_id,)).fetchone()[0])
+                metadata[key] = value
+                check_metadata_size(metadata)
+                self._db.execute("UPDATE sessions SET metadata = ?, last_update = ? WHERE session_id = ?",
+                                 (json.dumps(metadata), now, session_id))
+            snapshot = self._read(session_id)
+    with self._cache_lock:
+        self._cache[session_id] = snapshot
+'''}
+
+# One critical section, so no update is lost and stress passes; but the 65th key is stored before
+# the size check refuses it. The contract, which `sessionlab check` runs first, sees it.
+STORES_WHAT_IT_REFUSES = {"SessionManager.update_session": '''
+def update_session(self, session_id, key, value):
+    check_session_id(session_id)
+    check_key(key)
+    check_value(value)
+    now = self._clock()
+    with self._lock:
+        record = self._require(session_id)
+        record.metadata[key] = value
+        check_metadata_size(record.metadata)
+        record.last_accessed = now
+'''}
+
 
 def learner_pytest(cwd: Path, *args: str, seconds: float = 120) -> tuple[int, str]:
     """pytest in learner mode, in cwd; its exit status and its output."""
@@ -41,15 +101,58 @@ def learner_pytest(cwd: Path, *args: str, seconds: float = 120) -> tuple[int, st
     return done.returncode, done.stdout + done.stderr
 
 
+def failures(out: str) -> list[str]:
+    """The first line of each failure's report, as learner mode prints it."""
+    lines = out.split("= FAILURES =", 1)[-1].split("= verdict per bug", 1)[0].splitlines()
+    return [lines[n + 1] for n, line in enumerate(lines[:-1]) if line.startswith("_") and line.endswith("_")]
+
+
 def test_code_that_deadlocks_ends_the_run_by_itself_saying_where_it_waits(tmp_path):
     copy = variant(tmp_path, "mine", DEADLOCKS)
-    status, out = learner_pytest(tmp_path, str(ROOT / "tests"), "--impl", str(Path(copy.origin).parent),
+    status, out = learner_pytest(tmp_path, str(TESTS), "--impl", str(Path(copy.origin).parent),
                                  "--check-timeout", "1")
     assert status != 0, out
-    assert out.count("HANGS: Timeout") == 3, out
-    assert "waits at manager.py" in out and "`with self._lock:` in update_session" in out, out
+    assert len(failures(out)) == 3 and all(line.startswith("HANGS: ") for line in failures(out)), out
+    assert "waits for self._lock at manager.py:" in out and "`with self._lock:` in update_session" in out, out
     assert "3 checks hung: the code under test deadlocks" in out, out
-    assert "Traceback" not in out, out
+    assert "Traceback" not in out and "ERROR at teardown" not in out, out
+
+
+@needs_frontrun
+def test_a_count_that_deadlocks_ends_the_run_in_the_machine_too(tmp_path):
+    """Each call of the stateful machine has a bound: the first that hangs fails the check, and is not replayed."""
+    copy = variant(tmp_path, "mine", COUNT_DEADLOCKS)
+    status, out = learner_pytest(tmp_path, str(TESTS / "test_stateful.py"), str(TESTS / "test_judge_route.py"),
+                                 "--impl", str(Path(copy.origin).parent), "-m", "lost_increments",
+                                 "--check-timeout", "1")
+    assert status != 0, out
+    assert len(failures(out)) == 2 and all(line.startswith("HANGS: ") for line in failures(out)), out
+    assert "HANGS: a call of increment_access: your code deadlocks: thread main holds self._lock" in out, out
+    assert "`with self._lock:` in _count" in out and "2. lost-increments: HANGS" in out, out
+
+
+@needs_frontrun
+def test_a_save_that_deadlocks_ends_the_persistent_machine(tmp_path):
+    copy = variant(tmp_path, "mine", SAVE_DEADLOCKS, module="persistent.py")
+    status, out = learner_pytest(tmp_path, str(TESTS / "test_stateful_persistent.py"),
+                                 str(TESTS / "test_judge_route.py"), "--impl", str(Path(copy.origin).parent),
+                                 "-m", "stale_cache", "--check-timeout", "1")
+    assert status != 0, out
+    assert len(failures(out)) == 2 and all(line.startswith("HANGS: ") for line in failures(out)), out
+    assert "HANGS: calls started at once: your code deadlocks: thread 0 holds self._db_lock" in out, out
+    assert "HANGS: stale-cache: your code deadlocks" in out and "7. stale-cache: HANGS" in out, out
+
+
+@needs_frontrun
+def test_pytest_rejects_a_fix_that_check_rejects_and_stress_misses(tmp_path):
+    copy = variant(tmp_path, "mine", STORES_WHAT_IT_REFUSES)
+    verdict = checks.judge(catalogue.find("lost-updates"), copy, stress_too=False)
+    assert verdict.status == checks.STILL_BUGGY, verdict.evidence
+    status, out = learner_pytest(tmp_path, str(TESTS / "test_stress.py"), str(TESTS / "test_judge_route.py"),
+                                 "--impl", str(Path(copy.origin).parent), "-m", "lost_updates")
+    assert status == 1 and "1 failed, 1 passed" in out, out  # stress holds; the judge's contract does not
+    assert failures(out) == [f"STILL BUGGY: {verdict.evidence}"], out
+    assert "(the check that decided: the contract, one call at a time)" in out, out
 
 
 def test_a_failure_is_the_lab_s_figure_with_a_verdict_per_bug(tmp_path):

@@ -13,6 +13,10 @@ the calls explains every result and the final state). For the others, it is an
 invariant: deleted sessions are released, ids cannot be guessed, snapshots do
 not change. Machines are per bug so that each fails only for its own bug.
 
+Every call of the manager runs within a bound (sessionlab.pytest_plugin.BoundedCalls):
+a call that hangs ends the run at once, saying where it waits, and Hypothesis does
+not replay the steps into the same hang.
+
 Profiles: the default is small and derandomized (the same examples every run);
 ``--hypothesis-profile=thorough`` explores far more.
 """
@@ -33,9 +37,11 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, multip
 from sessionlab import api, catalogue
 from sessionlab.api import InvalidInput, Session
 from sessionlab.engines import exploration
+from sessionlab.engines.bounded import Hang
 from sessionlab.engines.linearizability.checker import check as linearizable
 from sessionlab.engines.linearizability.history import Operation
 from sessionlab.engines.linearizability.model import SessionModel, SessionState
+from sessionlab.pytest_plugin import BoundedCalls, BoundedManager
 
 AVAILABLE, WHY = exploration.frontrun_available()
 
@@ -136,14 +142,16 @@ class SessionMachine(RuleBasedStateMachine):
     """The rules and invariants every machine shares: all of them hold for a correct manager."""
 
     implementation: Any = None  # set by machine_for()
+    calls: Any = None  # BoundedCalls: every call of the manager, bounded; set by machine_for()
 
     def __init__(self) -> None:
         super().__init__()
-        self.manager = self.implementation.new_manager()
+        self.manager = BoundedManager(self.calls, self.implementation.new_manager)
         self.model = SessionModel()
 
     def teardown(self) -> None:
-        self.manager.close()
+        if not self.calls.hung:  # else its stuck thread may hold the lock close waits for
+            self.manager.close()
 
     def same(self, name: str, *args: Any) -> Any:
         """Make one call on the manager and on the model; they must agree."""
@@ -184,24 +192,30 @@ class SessionMachine(RuleBasedStateMachine):
         assert self.counts() == before, f"{name}{args} was refused but changed the manager"
 
     def counts(self) -> tuple:
-        stats = self.manager.get_stats()
-        return (stats.total_sessions, stats.active_sessions, self.manager.get_active_count(),
-                self.manager.get_cleanup_queue_size())
+        def counts(manager) -> tuple:
+            stats = manager.get_stats()
+            return (stats.total_sessions, stats.active_sessions, manager.get_active_count(),
+                    manager.get_cleanup_queue_size())
+
+        return self.manager.within_bound(counts, "reading the counts")
 
     @invariant()
     def every_live_session_reads_as_the_model_says(self):
+        read = self.manager.within_bound(
+            lambda manager: {session_id: SessionState.of(manager.get_session(session_id))
+                             for session_id in self.model.states}, "reading every live session")
         for session_id, state in self.model.states.items():
-            assert SessionState.of(self.manager.get_session(session_id)) == state, session_id
+            assert read[session_id] == state, session_id
 
     @invariant()
     def stats_agree_with_the_store(self):
-        health = api.health_check(self.manager)
+        health = self.manager.within_bound(api.health_check, "a health check")
         assert health.discrepancy == 0, f"stats report {health.active_sessions_reported} active, the store holds {health.active_sessions_actual}"
         assert health.active_sessions_actual == self.model.get_active_count()
 
     @invariant()
     def the_cleanup_queue_stays_bounded(self):
-        assert not api.health_check(self.manager).memory_leak_detected
+        assert not self.manager.within_bound(api.health_check, "a health check").memory_leak_detected
 
     def burst(self, calls: list[tuple[str, tuple]]) -> list[str]:
         """Start calls at once under every interleaving: each outcome must be linearizable.
@@ -241,7 +255,11 @@ class SessionMachine(RuleBasedStateMachine):
             return not problems
 
         workers = [lambda burst, n=n: run_call(burst.calls[n], burst.manager) for n in range(len(calls))]
-        found = exploration.explore_workers(implementation, setup, workers, every_outcome_is_linearizable, replays=0)
+        try:
+            found = exploration.explore_workers(implementation, setup, workers, every_outcome_is_linearizable,
+                                                replays=0, seconds=self.calls.bound(scenario=True))
+        except Hang as hang:
+            self.calls.stop(hang, f"calls started at once: {describe(calls)}")
         assert found.held, (f"calls started at once: {describe(calls)}; after {found.explored} interleavings, "
                             f"one is not linearizable: {problems[0] if problems else found.explanation}")
         created = []
@@ -346,15 +364,16 @@ MIXINS = {
 }
 
 
-def machine_for(slug: str, implementation) -> type[RuleBasedStateMachine]:
+def machine_for(slug: str, implementation, calls: BoundedCalls) -> type[RuleBasedStateMachine]:
     mixin = MIXINS[slug]
     name = "SessionMachine_" + catalogue.find(slug).marker
-    return type(name, (mixin, SessionMachine), {"implementation": implementation})
+    return type(name, (mixin, SessionMachine), {"implementation": implementation, "calls": calls})
 
 
-def run_machine(slug: str, impl) -> None:
+def run_machine(slug: str, impl, calls: BoundedCalls) -> None:
     try:
-        run_state_machine_as_test(lambda: machine_for(slug, impl)(), settings=settings())
+        with calls.failing_on_a_hang():
+            run_state_machine_as_test(lambda: machine_for(slug, impl, calls)(), settings=settings())
     except FlakyFailure as flaky:
         # A burst found a bad interleaving, and Hypothesis's replay of the same steps did not
         # find it again: frontrun's search of a burst does not reach the same interleavings
@@ -372,37 +391,37 @@ needs_frontrun = pytest.mark.skipif(not AVAILABLE, reason=WHY)
 
 @needs_frontrun
 @pytest.mark.lost_updates
-def test_stateful_lost_updates(impl):
-    run_machine("lost-updates", impl)
+def test_stateful_lost_updates(impl, bounded_calls):
+    run_machine("lost-updates", impl, bounded_calls)
 
 
 @needs_frontrun
 @pytest.mark.lost_increments
-def test_stateful_lost_increments(impl):
-    run_machine("lost-increments", impl)
+def test_stateful_lost_increments(impl, bounded_calls):
+    run_machine("lost-increments", impl, bounded_calls)
 
 
 @pytest.mark.cleanup_leak
-def test_stateful_cleanup_leak(impl):
-    run_machine("cleanup-leak", impl)
+def test_stateful_cleanup_leak(impl, bounded_calls):
+    run_machine("cleanup-leak", impl, bounded_calls)
 
 
 @needs_frontrun
 @pytest.mark.stats_drift
-def test_stateful_stats_drift(impl):
-    run_machine("stats-drift", impl)
+def test_stateful_stats_drift(impl, bounded_calls):
+    run_machine("stats-drift", impl, bounded_calls)
 
 
 @needs_frontrun
 @pytest.mark.id_collision
-def test_stateful_id_collision(impl):
-    run_machine("id-collision", impl)
+def test_stateful_id_collision(impl, bounded_calls):
+    run_machine("id-collision", impl, bounded_calls)
 
 
 @needs_frontrun
 @pytest.mark.shared_snapshot
-def test_stateful_shared_snapshot(impl):
-    run_machine("shared-snapshot", impl)
+def test_stateful_shared_snapshot(impl, bounded_calls):
+    run_machine("shared-snapshot", impl, bounded_calls)
 
 
 # -- The counterexamples are small -------------------------------------------------------
@@ -435,7 +454,8 @@ def falsifying_example(notes: list[str]) -> list[str]:
 @pytest.mark.parametrize("slug", [pytest.param(slug, marks=[] if slug == "cleanup-leak" else [needs_frontrun])
                                   for slug in MIXINS])
 def test_each_bug_shrinks_to_a_small_counterexample(slug):
-    machine = machine_for(slug, _pristine_buggy())
+    buggy = _pristine_buggy()
+    machine = machine_for(slug, buggy, BoundedCalls(buggy.files))
     # FlakyFailure: the failure was found and shrunk, and a replay did not find it again (see run_machine)
     with pytest.raises((AssertionError, FlakyFailure)) as failure:
         run_state_machine_as_test(machine, settings=settings())

@@ -7,6 +7,10 @@ status is the model's, and the stats agree with the store. Each bug adds what
 exposes it: calls started at once under every interleaving (two saves, a sweep
 and a returning user, a read and a count), two processes interleaved statement
 by statement, or a close in the middle of a sweep.
+
+Every call of the manager runs within a bound (sessionlab.pytest_plugin.BoundedCalls):
+a call that hangs ends the run at once, saying where it waits, and Hypothesis does
+not replay the steps into the same hang.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from sessionlab.bugs.persistent import MANAGER, QUIET, Clock
 from sessionlab.engines import exploration
 from sessionlab.engines.bounded import Hang
 from sessionlab.engines.linearizability.model import SessionModel, SessionState
+from sessionlab.pytest_plugin import BoundedCalls, BoundedManager
 
 AVAILABLE, WHY = exploration.frontrun_available()
 needs_frontrun = pytest.mark.skipif(not AVAILABLE, reason=WHY)
@@ -43,10 +48,21 @@ NEXT = {"pending": ("in_progress", "failed"), "in_progress": ("completed", "fail
 sessions = Bundle("sessions")
 
 
+def copy_of(path: Path) -> Path:
+    """A copy of a closed SQLite file (and its -wal and -shm files), in a folder of its own."""
+    folder = Path(tempfile.mkdtemp(prefix="sessionlab-"))
+    for suffix in ("", "-wal", "-shm"):
+        if Path(f"{path}{suffix}").exists():
+            shutil.copy2(f"{path}{suffix}", folder / f"{path.name}{suffix}")
+    return folder / path.name
+
+
 class PersistentMachine(RuleBasedStateMachine):
     """The rules and invariants every machine shares: all of them hold for a correct manager."""
 
     implementation: Any = None  # set by machine_for()
+    calls: Any = None  # BoundedCalls: every call of the manager, bounded; set by machine_for()
+    deadlock_is_the_bug = False  # a deadlock of calls started at once is this machine's figure, not a hang
 
     def __init__(self) -> None:
         super().__init__()
@@ -59,11 +75,12 @@ class PersistentMachine(RuleBasedStateMachine):
         self.updated: dict[str, float] = {}  # and when it was last written
 
     def open(self, **options: Any) -> Any:
-        return self.implementation.new(MANAGER, path=self.path, ttl=TTL, sweep_interval=QUIET, clock=self.clock,
-                                       **options)
+        return BoundedManager(self.calls, lambda: self.implementation.new(
+            MANAGER, path=self.path, ttl=TTL, sweep_interval=QUIET, clock=self.clock, **options), "opening the file")
 
     def teardown(self) -> None:
-        self.manager.close()
+        if not self.calls.hung:  # else its stuck thread may hold the lock close waits for
+            self.manager.close()
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def expect(self, session: str) -> type[Exception] | None:
@@ -152,40 +169,40 @@ class PersistentMachine(RuleBasedStateMachine):
 
     @invariant()
     def every_session_reads_as_the_model_says(self):
-        for session, status in self.status.items():
-            assert self.manager.get_status(session) == status, session
-            if status == "expired":
-                with pytest.raises(SessionExpired):
-                    self.manager.get_session(session)
-            else:
-                assert SessionState.of(self.manager.get_session(session)) == self.model.states[session]
+        def reads(manager) -> None:
+            for session, status in self.status.items():
+                assert manager.get_status(session) == status, session
+                if status == "expired":
+                    with pytest.raises(SessionExpired):
+                        manager.get_session(session)
+                else:
+                    assert SessionState.of(manager.get_session(session)) == self.model.states[session]
+
+        self.manager.within_bound(reads, "reading every session")
 
     @invariant()
     def stats_agree_with_the_store(self):
-        health = api.health_check(self.manager)
+        health = self.manager.within_bound(api.health_check, "a health check")
         live = sum(status != "expired" for status in self.status.values())
         assert health.discrepancy == 0 and health.active_sessions_actual == live, health
 
     # -- Bursts: calls started at once on a copy of the current file ----------------------
 
-    def copy(self) -> Path:
-        """The file as it is now, in a folder of its own (removed after the burst)."""
+    def snapshot(self) -> Path:
+        """The file as it is now, in a folder of its own: the manager is closed for the copy, then reopened."""
         self.manager.close()
-        folder = Path(tempfile.mkdtemp(prefix="sessionlab-"))
-        for suffix in ("", "-wal", "-shm"):
-            if Path(f"{self.path}{suffix}").exists():
-                shutil.copy2(f"{self.path}{suffix}", folder / f"sessions.sqlite3{suffix}")
+        copied = copy_of(self.path)
         self.manager = self.open()
-        return folder / "sessions.sqlite3"
+        return copied
 
     def burst(self, workers, check, ahead: float = 0.0) -> None:
         """Start workers at once, each with the manager of a fresh copy, under every interleaving
         (on the copy, the clock is ahead by `ahead` seconds)."""
-        copies: list[Path] = []
+        copies: list[Path] = [self.snapshot()]
         clock = Clock(self.clock.now + ahead)
 
         def setup() -> Any:
-            copies.append(self.copy())
+            copies.append(copy_of(copies[0]))
             return self.implementation.new(MANAGER, path=copies[-1], ttl=TTL, sweep_interval=QUIET, clock=clock)
 
         problems: list[str] = []
@@ -200,9 +217,12 @@ class PersistentMachine(RuleBasedStateMachine):
             return not problem
 
         try:
-            found = exploration.explore_workers(self.implementation, setup, workers, holds, replays=0)
+            found = exploration.explore_workers(self.implementation, setup, workers, holds, replays=0,
+                                                seconds=self.calls.bound(scenario=True))
         except Hang as hang:
-            raise AssertionError(f"calls started at once deadlock: {hang.summary}") from None
+            if hang.deadlock and self.deadlock_is_the_bug:
+                raise AssertionError(f"calls started at once deadlock: {hang.summary}") from None
+            self.calls.stop(hang, "calls started at once")
         finally:
             for path in copies:
                 shutil.rmtree(path.parent, ignore_errors=True)
@@ -263,6 +283,8 @@ class ExpiryRace:
 
 
 class LockOrderDeadlock:
+    deadlock_is_the_bug = True
+
     @initialize(target=sessions)
     def first_a_read_and_a_count_at_once(self):
         """Every run starts with the bug's own burst, then goes on with the rules."""
@@ -282,7 +304,8 @@ class CrossProcessIncrement:
     @initialize()
     def two_processes_count_at_once(self):
         """Once per run (it takes 0.3 s, and does not depend on the machine's state)."""
-        figure = cross_process_increment.no_increment_lost_between_processes(self.implementation)
+        figure = self.calls.run(lambda: cross_process_increment.no_increment_lost_between_processes(
+            self.implementation), "two processes counting at once", scenario=True)
         assert figure.held, figure.summary
 
 
@@ -290,7 +313,8 @@ class CloseOrder:
     @initialize()
     def close_in_the_middle_of_a_sweep(self):
         """Once per run (it takes 0.2 s on correct code, and does not depend on the machine's state)."""
-        figure = close_order.closed_under_its_sweeper(self.implementation)
+        figure = self.calls.run(lambda: close_order.closed_under_its_sweeper(self.implementation),
+                                "closing in the middle of a sweep", scenario=True)
         assert figure.held, figure.summary
 
 
@@ -298,43 +322,44 @@ MIXINS = {"stale-cache": StaleCache, "expiry-race": ExpiryRace, "lock-order-dead
           "cross-process-increment": CrossProcessIncrement, "close-order": CloseOrder}
 
 
-def machine_for(slug: str, implementation) -> type[RuleBasedStateMachine]:
+def machine_for(slug: str, implementation, calls: BoundedCalls) -> type[RuleBasedStateMachine]:
     name = "PersistentMachine_" + catalogue.find(slug).marker
-    return type(name, (MIXINS[slug], PersistentMachine), {"implementation": implementation})
+    return type(name, (MIXINS[slug], PersistentMachine), {"implementation": implementation, "calls": calls})
 
 
 # The machines whose bug's rule does not depend on the machine's state need few runs.
 EXAMPLES = {"cross-process-increment": 4, "close-order": 4}
 
 
-def run_machine(slug: str, impl) -> None:
-    run_state_machine_as_test(lambda: machine_for(slug, impl)(),
-                              settings=settings(max_examples=EXAMPLES.get(slug, 10)))
+def run_machine(slug: str, impl, calls: BoundedCalls) -> None:
+    with calls.failing_on_a_hang():
+        run_state_machine_as_test(lambda: machine_for(slug, impl, calls)(),
+                                  settings=settings(max_examples=EXAMPLES.get(slug, 10)))
 
 
 @needs_frontrun
 @pytest.mark.stale_cache
-def test_stateful_stale_cache(impl):
-    run_machine("stale-cache", impl)
+def test_stateful_stale_cache(impl, bounded_calls):
+    run_machine("stale-cache", impl, bounded_calls)
 
 
 @needs_frontrun
 @pytest.mark.expiry_race
-def test_stateful_expiry_race(impl):
-    run_machine("expiry-race", impl)
+def test_stateful_expiry_race(impl, bounded_calls):
+    run_machine("expiry-race", impl, bounded_calls)
 
 
 @needs_frontrun
 @pytest.mark.lock_order_deadlock
-def test_stateful_lock_order_deadlock(impl):
-    run_machine("lock-order-deadlock", impl)
+def test_stateful_lock_order_deadlock(impl, bounded_calls):
+    run_machine("lock-order-deadlock", impl, bounded_calls)
 
 
 @pytest.mark.cross_process_increment
-def test_stateful_cross_process_increment(impl):
-    run_machine("cross-process-increment", impl)
+def test_stateful_cross_process_increment(impl, bounded_calls):
+    run_machine("cross-process-increment", impl, bounded_calls)
 
 
 @pytest.mark.close_order
-def test_stateful_close_order(impl):
-    run_machine("close-order", impl)
+def test_stateful_close_order(impl, bounded_calls):
+    run_machine("close-order", impl, bounded_calls)
