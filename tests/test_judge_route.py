@@ -28,7 +28,7 @@ def judge_bound(bug: catalogue.Bug) -> float:
     """The longest the judge can take on a bug: every check's own bound (the contract's at its
     most paced). The judge bounds each check itself; this only backs it up."""
     bounds = [check.seconds for check in checks.checks_for(catalogue.home(bug))]
-    return sum(bounds) + checks.PACED_ROUNDS * checks.CONTRACT_SECONDS
+    return sum(bounds) + checks.CONTRACT_MOST
 
 
 def decided_by(verdict: checks.Verdict) -> checks.Result | None:

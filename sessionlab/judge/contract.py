@@ -12,7 +12,8 @@ expects a result is not caught: the judge reports it as an error at its line.
 Every check uses a fresh manager under a clock moved by hand and stays clear of
 what the six bugs change one call at a time (a deleted session's data, a
 snapshot's view of later writes, the queue of a session that stored nothing),
-so the pristine buggy holds too. The whole contract takes about 10 ms.
+so the pristine buggy holds too. The whole contract takes about 10 ms. On
+PersistentSessionManager the checks of ``persistent_contract`` follow (about 0.2 s).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from sessionlab.api import SessionNotFound
 from sessionlab.api import _describe as describe
 from sessionlab.figure import Figure, plural
 from sessionlab.implementations import CodeError, Implementation
-from sessionlab.judge import hostile
+from sessionlab.judge import hostile, persistent_contract
 from sessionlab.judge.hostile import HOSTILE_NUMBERS, hostile_values
 
 __all__ = ["ContractCheck", "contract_checks", "hostile_values", "run_contract"]
@@ -157,7 +158,8 @@ def _runner(function: Callable[[_Probe], str], manager_class: str) -> ContractCh
 
 def contract_checks(manager_class: str = "SessionManager") -> tuple[tuple[str, ContractCheck], ...]:
     """Every check of the contract on a class, in the order run_contract runs them: (name, check)."""
-    return tuple((name, _runner(function, manager_class)) for name, function in _CHECKS)
+    extra = persistent_contract.contract_checks() if manager_class == persistent_contract.MANAGER else ()
+    return tuple((name, _runner(function, manager_class)) for name, function in _CHECKS) + extra
 
 
 def run_contract(implementation: Implementation, manager_class: str = "SessionManager") -> Figure:
