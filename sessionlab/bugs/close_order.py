@@ -15,7 +15,7 @@ from sessionlab.bug import ORDER_VIOLATION, Bug
 from sessionlab.bugs.persistent import MANAGER
 from sessionlab.engines.exploration.processes import connection_of
 from sessionlab.engines.exploration.search import Inconclusive
-from sessionlab.engines.line_holds import LineHolder, wait_until, waits_without_end
+from sessionlab.engines.line_holds import LineHolder, WaitsForOthers, wait_until
 from sessionlab.engines.stress import NewManager, Scenario
 from sessionlab.figure import Figure
 from sessionlab.implementations import Implementation
@@ -53,9 +53,9 @@ class _SlowWhileClosing(logging.Handler):
     """Holds up the log lines close() writes while the manager's own threads still run, until one
     of them has failed or time is up."""
 
-    def __init__(self, closer: threading.Thread, failed: threading.Event):
+    def __init__(self, closer: threading.Thread):
         super().__init__()
-        self.closer, self.failed, self.closing = closer, failed, False
+        self.closer, self.failed, self.closing = closer, threading.Event(), False
         self.threads: list[threading.Thread] = []  # the threads the manager started
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -67,31 +67,46 @@ class _SlowWhileClosing(logging.Handler):
                 return
 
 
+class _Failures(list):
+    """What the threads started inside a block raised, one line each; ``failed`` is set at the first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = threading.Event()
+
+
 @contextmanager
-def _background_failures() -> Iterator[tuple[list[str], _SlowWhileClosing]]:
-    """What threads other than this one raise, and a slow log handler on the root logger, for the block."""
-    failed, raised = threading.Event(), []
-    previous, root = threading.excepthook, logging.getLogger()
-    me = threading.current_thread()
+def _own_threads_failing() -> Iterator[_Failures]:
+    """Collect what the threads started inside the block raise. Threads that were already running
+    (another check's leftovers) report where they reported before: they are not this manager's."""
+    failures, previous, before = _Failures(), threading.excepthook, set(threading.enumerate())
 
     def hook(args: threading.ExceptHookArgs) -> None:
-        if args.thread is me:
+        if args.thread is None or args.thread in before:
             previous(args)
             return
-        name = args.thread.name if args.thread is not None else "a thread"
-        raised.append(f"{name} raised {args.exc_type.__name__}: {args.exc_value}")
-        failed.set()
+        failures.append(f"the {args.thread.name} raised {args.exc_type.__name__}: {args.exc_value}")
+        failures.failed.set()
 
-    handler, level = _SlowWhileClosing(me, failed), root.level
     threading.excepthook = hook
+    try:
+        yield failures
+    finally:
+        threading.excepthook = previous
+
+
+@contextmanager
+def _logging_to(handler: logging.Handler) -> Iterator[None]:
+    """The handler on the root logger, which lets every record through, for the block."""
+    root = logging.getLogger()
+    level = root.level
     root.addHandler(handler)
     root.setLevel(min(level, logging.DEBUG) if level else logging.DEBUG)
     try:
-        yield raised, handler
+        yield
     finally:
         root.removeHandler(handler)
         root.setLevel(level)
-        threading.excepthook = previous
 
 
 class _SweepHeldOpen:
@@ -121,7 +136,9 @@ def _is_open(connection: sqlite3.Connection | None) -> bool:
 
 def close_while_sweeping(new_manager: NewManager) -> Figure:
     """Close a manager in the middle of a sweep (its sweeper runs every 10 ms), with a slow log."""
-    with _background_failures() as (raised, handler):
+    handler = _SlowWhileClosing(threading.current_thread())
+    with _own_threads_failing() as raised, _logging_to(handler):
+        handler.failed = raised.failed
         clock = _SweepHeldOpen(threading.current_thread())
         before = set(threading.enumerate())
         manager = new_manager(sweep_interval=SWEEP_INTERVAL, clock=clock)
@@ -142,7 +159,7 @@ def close_while_sweeping(new_manager: NewManager) -> Figure:
         return Figure(True, "no thread fails", "none failed",
                       "the manager was closed in the middle of a sweep; no background thread failed")
     return Figure(False, "no thread fails", f"{len(raised)} failed",
-                  f"closing the manager in the middle of a sweep: the {raised[0]} (the database was closed "
+                  f"closing the manager in the middle of a sweep: {raised[0]} (the database was closed "
                   f"under a sweeper that was still running)")
 
 
@@ -167,36 +184,40 @@ HOLD_FOR_CLOSE = 1.0
 SWEEPER_ENDS_WITHIN = 2.0
 
 
+def _cycle_end(lines: list[tuple[str, int]]) -> int | None:
+    """Where the sweeper is back at its loop: the second run of the first line it runs twice (the
+    lines before the loop, a `try:` say, run once), counted from 1."""
+    for i, line in enumerate(lines):
+        if line in lines[i + 1:]:
+            return lines.index(line, i + 1) + 1
+    return None
+
+
 def _one_cycle(implementation: Implementation) -> int:
     """How many lines of the implementation the sweeper runs from its start through one sweep and
     back to where it waits: the lines the check holds it at, one after another."""
     holder = LineHolder(implementation.files)
     with holder.tracing():
         manager = implementation.new(MANAGER, sweep_interval=EVERY_LINE_INTERVAL)
+
+    def two_cycles_seen() -> bool:  # then the loop's own line has come round again too
+        lines = list(holder.lines)
+        end = _cycle_end(lines)
+        return end is not None and len(lines) >= 2 * end
+
     try:
-        wait_until(lambda: holder.count() > 0 and holder.lines[0] in holder.lines[1:], SWEEPER_ENDS_WITHIN)
+        wait_until(two_cycles_seen, SWEEPER_ENDS_WITHIN)
     finally:
         manager.close()
-    lines = holder.lines
-    if not lines:
-        return 0
-    again = lines.index(lines[0], 1) if lines[0] in lines[1:] else len(lines)
-    return again + 1
+    lines = list(holder.lines)
+    return _cycle_end(lines) or len(lines)
 
 
 def _close_with_the_sweeper_held_at(implementation: Implementation, line: int) -> str | None:
     """Hold the sweeper at its line-th line, close the manager, let the sweeper go: what failed."""
-    failures: list[str] = []
-    previous = threading.excepthook
-
-    def hook(args: threading.ExceptHookArgs) -> None:
-        name = args.thread.name if args.thread is not None else "a thread"
-        failures.append(f"the {name} raised {args.exc_type.__name__}: {args.exc_value}")
-
     holder = LineHolder(implementation.files)
     holder.arm(line)
-    threading.excepthook = hook
-    try:
+    with _own_threads_failing() as failures, _released(holder):
         with holder.tracing():
             manager = implementation.new(MANAGER, sweep_interval=EVERY_LINE_INTERVAL)
         if not holder.held.wait(SWEEPER_ENDS_WITHIN):
@@ -205,8 +226,8 @@ def _close_with_the_sweeper_held_at(implementation: Implementation, line: int) -
             return None  # the sweeper never ran this many lines: nothing to hold
         closer = threading.Thread(target=lambda: _close(manager, failures), name="close", daemon=True)
         closer.start()
-        wait_until(lambda: not closer.is_alive() or waits_without_end(closer, implementation.files),
-                   HOLD_FOR_CLOSE)
+        waiting = WaitsForOthers(closer, implementation.files)
+        wait_until(lambda: not closer.is_alive() or waiting(), HOLD_FOR_CLOSE)
         where = holder.where
         holder.release()
         closer.join(SWEEPER_ENDS_WITHIN)
@@ -215,14 +236,19 @@ def _close_with_the_sweeper_held_at(implementation: Implementation, line: int) -
         for thread in holder.threads:
             thread.join(SWEEPER_ENDS_WITHIN)
         alive = [thread.name for thread in holder.threads if thread.is_alive()]
-    finally:
-        holder.release()
-        threading.excepthook = previous
     if failures:
         return f"{failures[0]} (close() ran while the sweeper was at {_line(where)})"
     if alive:
         return f"the {alive[0]} still runs after close() returned (close() ran while it was at {_line(where)})"
     return None
+
+
+@contextmanager
+def _released(holder: LineHolder) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        holder.release()
 
 
 def _close(manager: object, failures: list[str]) -> None:
@@ -276,17 +302,9 @@ def closed_from_the_sweepers_own_thread(implementation: Implementation) -> Figur
     clock = [1_700_000_000.0]
     before = set(threading.enumerate())
     threads: list[threading.Thread] = []
-    handler, root, level = _CloseWhenTheSweeperLogs(threads), logging.getLogger(), logging.getLogger().level
-    root.addHandler(handler)
-    root.setLevel(min(level, logging.DEBUG) if level else logging.DEBUG)
-    previous = threading.excepthook
-
-    def hook(args: threading.ExceptHookArgs) -> None:
-        name = args.thread.name if args.thread is not None else "a thread"
-        handler.failures.append(f"the {name} raised {args.exc_type.__name__}: {args.exc_value}")
-
-    threading.excepthook = hook
-    try:
+    handler = _CloseWhenTheSweeperLogs(threads)
+    with _own_threads_failing() as failures, _logging_to(handler):
+        handler.failures = failures
         manager = implementation.new(MANAGER, ttl=60.0, sweep_interval=EVERY_LINE_INTERVAL, clock=lambda: clock[0])
         threads.extend(t for t in threading.enumerate() if t not in before)
         manager.create_session("user-1", "Ada")
@@ -295,10 +313,6 @@ def closed_from_the_sweepers_own_thread(implementation: Implementation) -> Figur
         handler.called.wait(SWEEPER_ENDS_WITHIN)
         for thread in threads:
             thread.join(SWEEPER_ENDS_WITHIN)
-    finally:
-        threading.excepthook = previous
-        root.removeHandler(handler)
-        root.setLevel(level)
     if not handler.called.is_set():
         manager.close()
         return Figure(True, "close() returns", "not run",

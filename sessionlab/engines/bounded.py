@@ -64,7 +64,7 @@ class Wait:
         where = _where(self)
         if not self.waits_for:
             return f"{self.who} waits at {where}"
-        held = " and ".join(f"{h.lock} (taken at {_where(h)})" for h in self.holds)
+        held = " and ".join(f"{h.lock} (taken at {_where(h)})" if h.file else h.lock for h in self.holds)
         if not held:
             return f"{self.who} waits for {self.waits_for} at {where}"
         return f"{self.who} holds {held} and waits for {self.waits_for} at {where}"

@@ -115,6 +115,47 @@ def waits_without_end(thread: threading.Thread, files: Files) -> bool:
     return False
 
 
+def _timed_wait(thread: threading.Thread) -> float | None:
+    """The timeout of the join or wait the thread is blocked in, if it has one."""
+    frame = sys._current_frames().get(thread.ident)
+    while frame is not None:
+        if frame.f_code.co_filename == threading.__file__ and frame.f_code.co_name in ("join", "wait"):
+            timeout = frame.f_locals.get("timeout")
+            if isinstance(timeout, (int, float)) and timeout >= 0:
+                return float(timeout)
+        frame = frame.f_back
+    return None
+
+
+class WaitsForOthers:
+    """Whether a thread waits for other threads without end, judged as it is sampled over time: a
+    wait with no timeout (``waits_without_end``), or joins or waits with a timeout called again and
+    again, the way a loop polls until another thread has ended. One short join followed by other
+    work is not such a wait: the thread stays in it no longer than its timeout."""
+
+    # Out of a timed wait for this long, the thread is doing something else: the polling is over.
+    OUT_OF_IT = 0.02
+
+    def __init__(self, thread: threading.Thread, files: Files):
+        self._thread, self._files = thread, files
+        self._since: float | None = None  # when it was first seen in a timed wait, this run of them
+        self._last_seen = 0.0
+        self._longest = 0.0  # the longest timeout among them
+
+    def __call__(self) -> bool:
+        if waits_without_end(self._thread, self._files):
+            return True
+        now, timeout = time.monotonic(), _timed_wait(self._thread)
+        if timeout is None:
+            if self._since is not None and now - self._last_seen > self.OUT_OF_IT:
+                self._since = None
+            return False
+        if self._since is None:
+            self._since, self._longest = now, 0.0
+        self._last_seen, self._longest = now, max(self._longest, timeout)
+        return now - self._since > 2 * self._longest + self.OUT_OF_IT
+
+
 def wait_until(condition: Callable[[], bool], seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:

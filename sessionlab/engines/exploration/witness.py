@@ -30,6 +30,7 @@ class Witness:
         self.waiting: dict[int, Raw | None] = {}  # frontrun thread -> where it waits
         self.taken: dict[tuple[int, str], Raw | None] = {}  # (thread, lock) -> where taken
         self.stalled: list[tuple[str, Raw | None]] = []  # thread name -> where it waits
+        self.aliases: dict[str, str] = {}  # a local name for one of the manager's locks -> self.<attribute>
         self._mine = matcher(files)
         self._undo: list[Callable[[], None]] = []
 
@@ -70,6 +71,7 @@ class Witness:
                 frames, nodes = sys._current_frames(), cycle[:-1]
                 for i, (kind_, ident) in enumerate(nodes):
                     if kind_ == "thread":
+                        witness.aliases.update(_aliases(frames.get(idents.get(ident, -1)), mine))
                         witness.waiting[ident] = innermost(frames.get(idents.get(ident, -1)), mine)
                         lock_held = format_cycle([nodes[i - 1]], lock_id_map=stable)
                         witness.taken[(ident, lock_held)] = held.get((ident, nodes[i - 1][1]))
@@ -122,6 +124,9 @@ def describe_deadlock(report: Any, witness: Witness | None = None,
     spelled = {holds: _spelled(source_of(taken.get((index, holds)))) for index, holds, _ in threads}
     spelled.update({wants: spelled.get(wants) or _spelled(source_of(waiting.get(index))) for index, _, wants in threads})
 
+    aliases = witness.aliases if witness is not None else {}
+    spelled = {lock: aliases.get(name, name) for lock, name in spelled.items()}
+
     def label(lock: str) -> str:
         name = spelled.get(lock, "")
         if not name:
@@ -131,6 +136,26 @@ def describe_deadlock(report: Any, witness: Witness | None = None,
     return tuple(wait_of(_thread_name(index, names), waiting.get(index), waits_for=label(wants),
                        holds=(held_of(label(holds), taken.get((index, holds))),))
                  for index, holds, wants in sorted(threads))
+
+
+def _aliases(frame: Any, mine: Callable[[str], bool]) -> dict[str, str]:
+    """Local names in the implementation's frames that stand for one of self's attributes (first =
+    self._db_lock): a lock is named as the class names it, whatever a sorted pair calls it."""
+    found: dict[str, str] = {}
+    while frame is not None:
+        if mine(frame.f_code.co_filename):
+            local = frame.f_locals
+            owner = local.get("self")
+            attributes = getattr(owner, "__dict__", None) if owner is not None else None
+            if isinstance(attributes, dict):
+                for name, value in local.items():
+                    if name == "self" or isinstance(value, (int, float, str, bool, type(None))):
+                        continue
+                    attribute = next((a for a, v in attributes.items() if v is value), None)
+                    if attribute is not None:
+                        found.setdefault(name, f"self.{attribute}")
+        frame = frame.f_back
+    return found
 
 
 def _spelled(text: str) -> str:
