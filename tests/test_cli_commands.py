@@ -15,7 +15,7 @@ import pytest
 from test_cli import apply_reference_fix, lab, needs_frontrun, run  # noqa: F401  (lab is a fixture)
 
 from sessionlab import catalogue
-from sessionlab.cli import build_parser
+from sessionlab.cli import build_parser, common, verdicts
 
 # -- Help, version, names ------------------------------------------------------------------------
 
@@ -188,16 +188,34 @@ def test_watch_announces_fixed_moves_on_and_sums_up(capsys, lab):
     run(capsys, "start")
     for name in ("manager.py", "persistent.py"):
         shutil.copy2(lab / "fixed" / name, lab / "workspace" / name)
-    # Ten exercises were already confirmed by a full check; the last one has just been fixed.
+    # Ten exercises were already confirmed by a full check of this code; the last one has just been fixed.
     (lab / ".sessionlab").mkdir(exist_ok=True)
     slugs = [bug.slug for bug in catalogue.BUGS[:-1]]
+    proof = verdicts.fingerprint(common.load(str(lab / "workspace")))
     (lab / ".sessionlab" / "place.json").write_text(json.dumps(
-        {"workspace": {"current": slugs[-1], "fixed": slugs}}))
+        {"workspace": {"current": slugs[-1], "fixed": slugs, "proofs": {slug: proof for slug in slugs}}}))
     code, out, _ = run(capsys, "watch", "--once", "--no-stress")
     assert code == 0, out
     assert "11. close-order in workspace: FIXED" in out
     assert "*** FIXED: 11. close-order: " in out and "pairs of operations in two threads" in out, out
     assert "All 11 exercises are fixed" in out and "Fixed while watching: close-order." in out
+    assert out.count("in workspace: FIXED") == 1, out  # the ten proven on this very code are not judged again
+
+
+@needs_frontrun
+def test_an_exercise_proven_on_other_code_is_judged_again(capsys, lab):
+    run(capsys, "start")
+    apply_reference_fix(lab, "lost-updates")
+    code, out, _ = run(capsys, "check", "lost-updates", "--no-stress")
+    assert code == 0 and "FIXED" in out, out
+    place = json.loads((lab / ".sessionlab" / "place.json").read_text())["workspace"]
+    assert place["fixed"] == ["lost-updates"] and place["proofs"]["lost-updates"] == verdicts.fingerprint(
+        common.load(str(lab / "workspace")))
+    shutil.copy2(lab / "buggy" / "manager.py", lab / "workspace" / "manager.py")  # the fix undone
+    assert verdicts.place(str(lab / "workspace")).proof("lost-updates") != verdicts.fingerprint(
+        common.load(str(lab / "workspace")))
+    code, out, _ = run(capsys, "check", "--json")  # confirmed, but on other code: judged again
+    assert [(v["bug"], v["status"]) for v in json.loads(out)["verdicts"]] == [("lost-updates", "STILL BUGGY")], out
 
 
 @needs_frontrun

@@ -152,6 +152,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         here.require()
     spec = args.impl or str(here.path)
     loaded = load(spec)
+    proof = verdicts.fingerprint(loaded)  # of the code as loaded: a save during the check changes it
     found = exercises.load(here.root)
     progress = Progress()
     stress_too = not args.no_stress
@@ -168,7 +169,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     where = verdicts.place(spec)
     for verdict in judged:
         if not verdicts.unchecked(verdict):
-            where.record(verdict.bug.slug, verdict.fixed, current=not args.all)
+            where.record(verdict.bug.slug, verdict.fixed, current=not args.all, proof=proof if verdict.fixed else None)
     status = worst([verdict.status for verdict in judged])
     fixed = sum(1 for verdict in judged if verdict.fixed)
     if args.json:

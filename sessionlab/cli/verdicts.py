@@ -9,6 +9,7 @@ its checking subprocess found exactly as ``check`` would.
 from __future__ import annotations
 
 import argparse
+import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,6 +30,21 @@ def place(spec: str) -> exercises.Place:
     key = "workspace" if is_workspace(resolved) else (str(Path(resolved).resolve()) if Path(resolved).exists()
                                                        else spec)
     return exercises.Place(space().state / "place.json", key)
+
+
+def fingerprint(loaded: Loaded) -> str | None:
+    """What a verdict is reached on: the implementation's source files and the lab's own code. A full
+    check that found an exercise FIXED on one fingerprint need not run again on the same one."""
+    if loaded.implementation is None:
+        return None
+    lab = Path(checks.__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    try:
+        for path in [*sorted(loaded.implementation.files), *sorted(str(p) for p in lab.rglob("*.py"))]:
+            digest.update(path.encode() + b"\0" + Path(path).read_bytes() + b"\0")
+    except OSError:
+        return None
+    return digest.hexdigest()
 
 
 def not_checked(bug: Bug, name: str, why: str) -> Verdict:
@@ -72,8 +88,9 @@ def current(loaded: Loaded, found: Sequence[exercises.Exercise], spec: str,
     """The exercise to check, with its full verdict; None when every exercise is fixed.
 
     The current one is the exercise last checked, until a full check finds it
-    FIXED; then the first whose deterministic checks do not pass; then the first
-    not yet confirmed by a full check.
+    FIXED; then the first whose deterministic checks do not pass (an exercise a
+    full check found FIXED on the same code is not checked again); then the
+    first not yet confirmed by a full check.
     """
     where = place(spec)
     by_slug = {exercise.bug.slug: exercise for exercise in found}
@@ -84,7 +101,10 @@ def current(loaded: Loaded, found: Sequence[exercises.Exercise], spec: str,
     if loaded.implementation is None:
         exercise = found[0]
         return exercise, judge(exercise.bug, loaded, progress, stress_too=stress_too)
+    proof = fingerprint(loaded)
     for exercise in found:
+        if proof is not None and where.proof(exercise.bug.slug) == proof:
+            continue  # found FIXED by a full check on this very code: the judge would say so again
         quick = judge(exercise.bug, loaded, progress, stress_too=False)
         if quick.status in (STILL_BUGGY, ERROR, HANGS):
             return exercise, quick  # stress, which comes last, would not run after a failure

@@ -193,14 +193,25 @@ class Place:
     def confirmed(self) -> set[str]:
         return {slug for slug in self._entry().get("fixed", []) if isinstance(slug, str)}
 
-    def record(self, slug: str, fixed: bool, current: bool = True) -> None:
-        """A full check of one exercise ended: FIXED (fixed=True) or not; current: it is the one worked on."""
+    def proof(self, slug: str) -> str | None:
+        """The fingerprint of the code a full check found this exercise FIXED on, if it did."""
+        proofs = self._entry().get("proofs")
+        found = proofs.get(slug) if isinstance(proofs, dict) and slug in self.confirmed else None
+        return found if isinstance(found, str) else None
+
+    def record(self, slug: str, fixed: bool, current: bool = True, proof: str | None = None) -> None:
+        """A full check of one exercise ended: FIXED (fixed=True) or not; current: it is the one worked on;
+        proof: the fingerprint of the code it was FIXED on."""
         data = _read_json(self.path)
         entry = data.get(self.key) if isinstance(data.get(self.key), dict) else {}
         confirmed = set(entry.get("fixed", [])) - {slug}
+        proofs = {k: v for k, v in (entry.get("proofs") or {}).items() if k != slug and isinstance(v, str)}
         if fixed:
             confirmed.add(slug)
-        entry = {"current": slug if current else entry.get("current"), "fixed": sorted(confirmed)}
+            if proof:
+                proofs[slug] = proof
+        entry = {"current": slug if current else entry.get("current"), "fixed": sorted(confirmed),
+                 "proofs": dict(sorted(proofs.items()))}
         data[self.key] = entry
         try:
             _write_json(self.path, data)
