@@ -50,10 +50,19 @@ FOUND = [(store, bug) for store, bugs in HAS.items() for bug in sorted(bugs)]
 # The commands these tests read run one after the other beside the other tests, on the machine's
 # other core, from the moment the tests are collected (tests/conftest.py calls start_in_background).
 FIXED_STORES = tuple(option for store in HAS for option in ("--impl", f"fixed.wild.{store}"))
+# The searches of every interleaving through Django's cache code that take 15-25 s each: pytest --slow.
+SLOW_RACES = {("django_cache", "lost-increments"), ("django_cache", "stats-drift")}
+
+
+def _race(slug: str) -> tuple[str, ...]:
+    stores = [store for store in HAS if (store, slug) not in SLOW_RACES]
+    return ("race", slug, *(option for store in stores for option in ("--impl", f"fixed.wild.{store}")), "--json")
+
+
 COMMANDS = {
     "table": ("wild", "--buggy-only", "--json"),
     **{name: ("race", "stats-drift", "--impl", "buggy.wild.django_cache", "--json") for name in ("replay 1", "replay 2")},
-    **{f"race {slug}": ("race", slug, *FIXED_STORES, "--json") for slug in sorted(HAS["django_cache"])},
+    **{f"race {slug}": _race(slug) for slug in sorted(HAS["django_cache"])},
     # Stress: one round per store here (the self-test runs 3 on fixed/; the judge's bound is 12).
     **{f"stress {slug}": ("observe", slug, *FIXED_STORES, "--rounds", "1", "--json")
        for slug in sorted(HAS["django_cache"])},
@@ -110,11 +119,18 @@ def test_the_race_is_found_in_the_frameworks_own_lines(buggy_findings, store, sl
     assert found_after <= 20, found.evidence
 
 
-@pytest.mark.parametrize(("store", "slug"), FOUND)
+@pytest.mark.parametrize(("store", "slug"), [pytest.param(*found, marks=[pytest.mark.slow] if found in SLOW_RACES else [])
+                                             for found in FOUND])
 def test_the_application_fix_holds_over_every_interleaving(store, slug):
     import json
 
-    report = next(r for r in json.loads(output_of(f"race {slug}")) if r["implementation"] == f"fixed.wild.{store}")
+    if (store, slug) in SLOW_RACES:
+        done = subprocess.run([sys.executable, "-m", "sessionlab", "race", slug, "--impl", f"fixed.wild.{store}",
+                               "--json"], cwd=ROOT, text=True, capture_output=True, timeout=300)
+        out = done.stdout
+    else:
+        out = output_of(f"race {slug}")
+    report = next(r for r in json.loads(out) if r["implementation"] == f"fixed.wild.{store}")
     assert report["held"] and report["complete"], report["message"]
     assert "preemption" not in report["message"], "the fix must hold over every interleaving, not a bounded search"
     assert report["explored"] >= 3, report["message"]
