@@ -27,23 +27,20 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from sessionlab.bug import Bug
 from sessionlab.engines.bounded import Hang
 from sessionlab.engines.exploration import processes
 from sessionlab.engines.exploration.search import explore_workers
-from sessionlab.engines.exploration.statements import Raised, encode
 from sessionlab.engines.linearizability import lifecycle
-from sessionlab.engines.linearizability.lifecycle import Call, Expected
 from sessionlab.figure import Figure, plural
 from sessionlab.implementations import Implementation
 from sessionlab.judge.graft import others_solved
+from sessionlab.judge.persistent_execution import (
+    KEYS, NOW, START, TTL, VALUES, Failure, answer, answers, judge_execution, label)
 
 MANAGER = "PersistentSessionManager"
-START, TTL = 1_700_000_000.0, 60.0
-NOW = START + TTL + 10  # the session is idle past its time to live: a sweep may expire it
 QUIET = 3600.0
 
 OPERATIONS = ("create", "get", "update", "increment", "delete", "stats", "status", "progress", "files", "sweep",
@@ -51,17 +48,6 @@ OPERATIONS = ("create", "get", "update", "increment", "delete", "stats", "status
 OWNERS = {"update": "stale-cache", "sweep": "expiry-race", "get": "lock-order-deadlock",
           "increment": "cross-process-increment", "close": "close-order"}
 IN_PROCESSES = tuple(op for op in OPERATIONS if op != "close")  # a close ends its own process's manager only
-
-_LABELS = {"create": "create_session('user-{k}', ...)", "get": "get_session(s)",
-           "update": "update_session(s, {key!r}, {value!r})", "increment": "increment_access(s)",
-           "delete": "delete_session(s)", "stats": "get_stats()", "status": "set_status(s, 'in_progress')",
-           "progress": "record_progress(s, current_file='file-{k}')", "files": "record_files(s, ...)",
-           "sweep": "expire_sessions()", "close": "close()"}
-_KEYS, _VALUES = ("cart", "theme"), ("3 books", "dark")
-
-
-def label(operation: str, k: int) -> str:
-    return _LABELS[operation].format(k=k, key=_KEYS[k], value=_VALUES[k])
 
 
 def operations_of(bug: Bug) -> tuple[str, ...]:
@@ -73,7 +59,8 @@ def pairs_for(bug: Bug, among: tuple[str, ...]) -> list[tuple[str, str]]:
     return [(a, b) for a in own for b in among if b not in own or among.index(b) >= among.index(a)]
 
 
-# -- The calls, and what a manager answers after them ----------------------------------------
+
+# -- The calls ---------------------------------------------------------------------------------
 
 
 def _call(manager: Any, operation: str, session_id: str, k: int) -> Any:
@@ -89,144 +76,11 @@ def _call(manager: Any, operation: str, session_id: str, k: int) -> Any:
     method = {"get": "get_session", "update": "update_session", "increment": "increment_access",
               "delete": "delete_session", "status": "set_status", "progress": "record_progress",
               "files": "record_files"}[operation]
-    args: tuple = {"update": (_KEYS[k], _VALUES[k]), "status": ("in_progress",),
+    args: tuple = {"update": (KEYS[k], VALUES[k]), "status": ("in_progress",),
                    "files": (f"capture-{k}.pcap", f"keys-{k}.log")}.get(operation, ())
     if operation == "progress":
         return manager.record_progress(session_id, processed=1, current_file=f"file-{k}")
     return getattr(manager, method)(session_id, *args)
-
-
-def _model_call(operation: str, session_id: str, k: int, returned: Any) -> Call:
-    args = {"create": (returned, f"user-{k}", f"user {k}"), "update": (_KEYS[k], _VALUES[k]),
-            "status": ("in_progress",), "progress": (1, f"file-{k}"),
-            "files": (f"capture-{k}.pcap", f"keys-{k}.log")}.get(operation, ())
-    return Call(operation, session_id, args)
-
-
-def _answer(call: Callable[[], Any]) -> Any:
-    try:
-        return encode(call())
-    except Exception as exc:
-        return Raised.of(exc)
-
-
-def _progress(progress: Any) -> tuple:
-    return progress.total, progress.processed, progress.current_file, tuple(progress.failed_files)
-
-
-def answers(manager: Any, session_id: str) -> dict[str, Any]:
-    """What a manager answers about the session and the store."""
-    return {"session": _answer(lambda: manager.get_session(session_id)),
-            "status": _answer(lambda: manager.get_status(session_id)),
-            "progress": _answer(lambda: _progress(manager.get_progress(session_id))),
-            "files": _answer(lambda: manager.get_files(session_id)),
-            "counts": _answer(lambda: (manager.get_stats().active_sessions, manager.get_active_count()))}
-
-
-def _expected_answers(store: lifecycle.Store, session_id: str) -> dict[str, Any]:
-    record = dict(store).get(session_id)
-    if record is None or record.deleted:
-        session: Any = "SessionNotFound"
-    else:
-        session = "SessionExpired" if record.status == "expired" else record.view()
-    progress = lifecycle.progress_of(store, session_id)
-    _, active = lifecycle.stats(store)
-    return {"session": session, "status": lifecycle.status_of(store, session_id),
-            "progress": progress if isinstance(progress, str) else (0, *progress),
-            "files": lifecycle.files_of(store, session_id), "counts": (active, active)}
-
-
-def _fits(seen: Any, expected: Any) -> bool:
-    if isinstance(seen, Raised):
-        return isinstance(expected, str) and seen.is_a(expected)
-    if isinstance(expected, Expected):
-        return False
-    if isinstance(seen, list):
-        seen = tuple(seen)
-    return seen == expected
-
-
-def _returned_fits(operation: str, seen: Any, expected: Expected, session_id: str) -> bool:
-    if expected.error:
-        return isinstance(seen, Raised) and seen.is_a(expected.error)
-    if isinstance(seen, Raised):
-        return False
-    if operation == "create":
-        return isinstance(seen, str) and seen != session_id
-    if operation == "stats" and isinstance(seen, (list, tuple)):
-        return tuple(seen) == expected.value[:2]
-    return seen == expected.value
-
-
-# -- Judging one execution ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Failure:
-    summary: str
-
-
-def judge_execution(pair: tuple[str, str], session_id: str, initial: lifecycle.Store, returned: dict[int, Any],
-                    seen: dict[str, dict[str, Any]], closed: set[str] = frozenset()) -> Failure | None:
-    """None if one order of the pair explains every result and answer; else what broke."""
-    for k, value in returned.items():
-        if isinstance(value, Raised) and not value.contract:
-            return Failure(f"{label(pair[k], k)} raised {value}, an error the contract does not define")
-    best: tuple[tuple[int, int], str] | None = None
-    for order in ((0, 1), (1, 0)):
-        store, wrong, closed_now = initial, [], False
-        for k in order:
-            op = pair[k]
-            if op == "close":
-                closed_now = True
-                if isinstance(returned[k], Raised):
-                    wrong.append(f"close() raised {returned[k].kind}")
-                continue
-            if closed_now:
-                if not (isinstance(returned[k], Raised) and returned[k].contract):
-                    wrong.append(f"{label(op, k)} returned after close() had closed the manager")
-                continue
-            store, expected = lifecycle.apply(store, _model_call(op, session_id, k, returned[k]), NOW, TTL)
-            if not _returned_fits(op, returned[k], expected, session_id):
-                wrong.append(f"{label(op, k)} {_gave(returned[k])}, where {_would(expected)}")
-        returns_wrong = len(wrong)
-        expected_answers = _expected_answers(store, session_id)
-        database = seen.get("the database", {})
-        for who, answered in seen.items():
-            if who in closed:
-                continue
-            for what, value in answered.items():
-                if _fits(value, expected_answers[what]):
-                    continue
-                if who != "the database" and what == "session" and _fits(database.get(what), expected_answers[what]):
-                    wrong.append(f"{who} serves {_shown(value)} from its cache while the database holds "
-                                 f"{_shown(database[what])}: the cache is stale")
-                else:
-                    wrong.append(f"{who} answers {what} {_shown(value)}, where {_shown(expected_answers[what])} "
-                                 f"was due")
-        if not wrong:
-            return None
-        text = f"run one after the other ({' then '.join(label(pair[k], k) for k in order)}): " + "; ".join(wrong)
-        rank = (returns_wrong, len(wrong))
-        if best is None or rank < best[0]:
-            best = (rank, text)
-    return Failure(f"no order of the two calls gives these results; the closest, {best[1]}")
-
-
-def _gave(value: Any) -> str:
-    return f"raised {value.kind}" if isinstance(value, Raised) else f"returned {_shown(value)}"
-
-
-def _would(expected: Expected) -> str:
-    return f"it would raise {expected.error}" if expected.error else f"it would return {_shown(expected.value)}"
-
-
-def _shown(value: Any) -> str:
-    if isinstance(value, Raised):
-        return value.kind
-    if isinstance(value, dict) and "access_count" in value:
-        return f"access_count={value['access_count']}, metadata={value['metadata']}"
-    return repr(value) if not isinstance(value, str) else value
 
 
 # -- The file each execution starts from -------------------------------------------------------
@@ -251,6 +105,18 @@ def _prepare(implementation: Implementation) -> dict[str, Any]:
     return {"folder": folder, "path": path, "session_id": session_id}
 
 
+def _copier(template: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+    """Each execution's start: a copy of the folder _prepare made (the file and whatever else the
+    implementation keeps beside it), cheaper than making it again."""
+    def copy() -> dict[str, Any]:
+        folder = tempfile.mkdtemp(prefix="sessionlab-")
+        for name in os.listdir(template["folder"]):
+            shutil.copy2(os.path.join(template["folder"], name), os.path.join(folder, name))
+        return {"folder": folder, "path": os.path.join(folder, os.path.basename(template["path"])),
+                "session_id": template["session_id"]}
+    return copy
+
+
 def _initial(session_id: str) -> lifecycle.Store:
     return ((session_id, lifecycle.Record("user-0", "Ada", metadata=(("cart", "empty"),), last_update=START)),)
 
@@ -267,13 +133,14 @@ def _fresh_answers(implementation: Implementation, path: str, session_id: str) -
 # -- Two threads, one manager -------------------------------------------------------------------
 
 
-def _in_threads(implementation: Implementation, pair: tuple[str, str]) -> tuple[Failure | None, int]:
+def _in_threads(implementation: Implementation, pair: tuple[str, str],
+                prepare: Callable[[], dict[str, Any]]) -> tuple[Failure | None, int]:
     failures: list[Failure] = []
     folders: list[str] = []
     states: list[dict[str, Any]] = []
 
     def setup() -> dict[str, Any]:
-        state = _prepare(implementation)
+        state = prepare()
         folders.append(state["folder"])
         state["manager"] = _open(implementation, state["path"])
         state["returned"] = {}
@@ -282,7 +149,7 @@ def _in_threads(implementation: Implementation, pair: tuple[str, str]) -> tuple[
 
     def worker(k: int) -> Callable[[dict[str, Any]], None]:
         def run(state: dict[str, Any]) -> None:
-            state["returned"][k] = _answer(lambda: _call(state["manager"], pair[k], state["session_id"], k))
+            state["returned"][k] = answer(lambda: _call(state["manager"], pair[k], state["session_id"], k))
         return run
 
     def invariant(state: dict[str, Any]) -> bool:
@@ -326,7 +193,8 @@ def _close_in_the_background(manager: Any) -> None:
 # -- Two processes, one file --------------------------------------------------------------------
 
 
-def _in_processes(implementation: Implementation, pair: tuple[str, str]) -> tuple[Failure | None, int, str]:
+def _in_processes(implementation: Implementation, pair: tuple[str, str],
+                  prepare: Callable[[], dict[str, Any]]) -> tuple[Failure | None, int, str]:
     def call(k: int) -> Callable[[Any, dict[str, Any]], Any]:
         return lambda manager, context: _call(manager, pair[k], context["session_id"], k)
 
@@ -340,9 +208,9 @@ def _in_processes(implementation: Implementation, pair: tuple[str, str]) -> tupl
                       failure.summary if failure else "")
 
     scenario = processes.ProcessScenario(
-        labels=tuple(label(pair[k], k) for k in (0, 1)), setup=lambda: _prepare(implementation),
+        labels=tuple(label(pair[k], k) for k in (0, 1)), setup=prepare,
         open_manager=lambda context: _open(implementation, context["path"]), calls=(call(0), call(1)),
-        check=check, warm=lambda manager, context: _answer(lambda: manager.get_session(context["session_id"])),
+        check=check, warm=lambda manager, context: answer(lambda: manager.get_session(context["session_id"])),
         observe=lambda manager, context: answers(manager, context["session_id"]),
         teardown=lambda context: shutil.rmtree(context["folder"], ignore_errors=True), files=implementation.files)
     found = processes.explore(scenario, preemptions=1)
@@ -360,19 +228,28 @@ def _in_processes(implementation: Implementation, pair: tuple[str, str]) -> tupl
 def search(bug: Bug, implementation: Implementation) -> Figure:
     """Every pair with one of the bug's operations, in threads and in processes; the first that breaks."""
     judged, replaced = others_solved(bug, implementation)
-    explored = 0
     runs = [("threads", pair) for pair in pairs_for(bug, OPERATIONS)]
     runs_in_processes = pairs_for(bug, IN_PROCESSES)
     runs += [("processes", pair) for pair in runs_in_processes]
+    template = _prepare(judged)
+    try:
+        return _search(bug, judged, replaced, runs, runs_in_processes, _copier(template))
+    finally:
+        shutil.rmtree(template["folder"], ignore_errors=True)
+
+
+def _search(bug: Bug, judged: Implementation, replaced: list[str], runs: list, runs_in_processes: list,
+            prepare: Callable[[], dict[str, Any]]) -> Figure:
+    explored = 0
     stalled: list[str] = []
     for mode, pair in runs:
         story = f"{label(pair[0], 0)} and {label(pair[1], 1)} at once in two {mode}"
         try:
             if mode == "threads":
-                failure, count = _in_threads(judged, pair)
+                failure, count = _in_threads(judged, pair, prepare)
                 shown = ""
             else:
-                failure, count, shown = _in_processes(judged, pair)
+                failure, count, shown = _in_processes(judged, pair, prepare)
         except Hang as hang:
             if mode == "threads" and not hang.deadlock and pair in runs_in_processes:
                 # A thread waits where the search cannot schedule it (a lock file, a sleep between
