@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 from hypothesis import assume, settings
+from hypothesis.errors import FlakyFailure
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
@@ -332,9 +333,18 @@ EXAMPLES = {"cross-process-increment": 4, "close-order": 4}
 
 
 def run_machine(slug: str, impl, calls: BoundedCalls) -> None:
-    with calls.failing_on_a_hang():
-        run_state_machine_as_test(lambda: machine_for(slug, impl, calls)(),
-                                  settings=settings(max_examples=EXAMPLES.get(slug, 10)))
+    try:
+        with calls.failing_on_a_hang():
+            run_state_machine_as_test(lambda: machine_for(slug, impl, calls)(),
+                                      settings=settings(max_examples=EXAMPLES.get(slug, 10)))
+    except FlakyFailure as flaky:
+        # A burst found a bad interleaving and Hypothesis's replay of the same steps did not find it
+        # again (a search of a burst under load does not always reach the same interleavings, as on
+        # track 1: tests/test_stateful.py). The failure found stands.
+        found = next((exc for exc in flaky.exceptions if isinstance(exc, AssertionError)), None)
+        if found is None:
+            raise
+        raise found from None
 
 
 @needs_frontrun
