@@ -16,5 +16,22 @@ class Figure:
     history: str = ""  # when the recorded history was not linearizable: the checker's account
 
 
+class Broken(Exception):
+    """Raised by a check that found its figure broken; caught where the check is run, into a Figure."""
+
+    def __init__(self, summary: str, expected: str = "the contract", got: str = "broken"):
+        super().__init__(summary)
+        self.summary, self.expected, self.got = summary, expected, got
+
+    def figure(self) -> Figure:
+        return Figure(False, self.expected, self.got, self.summary)
+
+
+def expect(holds: bool, summary: str, expected: str = "the contract", got: str = "broken") -> None:
+    """Raise Broken with the summary unless holds."""
+    if not holds:
+        raise Broken(summary, expected, got)
+
+
 def plural(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

@@ -28,7 +28,7 @@ from sessionlab import api
 from sessionlab.api import MAX_KEY_LENGTH, MAX_METADATA_KEYS, MAX_NAME_LENGTH, InvalidInput, Session, SessionError
 from sessionlab.api import SessionNotFound
 from sessionlab.api import _describe as describe
-from sessionlab.figure import Figure, plural
+from sessionlab.figure import Broken, Figure, expect, plural
 from sessionlab.implementations import CodeError, Implementation
 from sessionlab.judge import hostile, persistent_contract
 from sessionlab.judge.hostile import HOSTILE_NUMBERS, hostile_values
@@ -43,17 +43,6 @@ FIELDS = tuple(Session.__dataclass_fields__)
 
 
 # -- Running one check -------------------------------------------------------------------------
-
-
-class _Broken(Exception):
-    def __init__(self, summary: str, expected: str = "the contract", got: str = "broken"):
-        super().__init__(summary)
-        self.summary, self.expected, self.got = summary, expected, got
-
-
-def _expect(holds: bool, summary: str, expected: str = "the contract", got: str = "broken") -> None:
-    if not holds:
-        raise _Broken(summary, expected, got)
 
 
 def _raises(call: Callable[[], object], kind: type[BaseException]) -> bool:
@@ -109,12 +98,12 @@ class _Probe:
         except Exception as exc:
             raised = CodeError.of(exc, self.files)
             where = f" ({raised.where})" if raised.where else ""
-            raise _Broken(f"{operation} raised {raised.message}{where} for {label}; the contract says "
+            raise Broken(f"{operation} raised {raised.message}{where} for {label}; the contract says "
                           f"{error.__name__}: {rule}", error.__name__, type(exc).__name__) from None
         else:
-            raise _Broken(f"{operation} accepted {label}: {rule}", error.__name__, "accepted")
+            raise Broken(f"{operation} accepted {label}: {rule}", error.__name__, "accepted")
         changes = _changes(counts, self.counts(misses), before, self.view(watch))
-        _expect(not changes, f"{operation} rejected {label} but {changes}", "nothing changed", changes)
+        expect(not changes, f"{operation} rejected {label} but {changes}", "nothing changed", changes)
 
 
 def _changes(counts: dict, counts_after: dict, before: dict | None, after: dict | None) -> str:
@@ -137,7 +126,7 @@ _CHECKS: list[tuple[str, Callable[[_Probe], str]]] = []
 
 
 def _check(name: str) -> Callable[[Callable[[_Probe], str]], Callable[[_Probe], str]]:
-    """Register a check: it returns what held, or raises _Broken saying what broke."""
+    """Register a check: it returns what held, or raises Broken saying what broke."""
     return lambda function: _CHECKS.append((name, function)) or function
 
 
@@ -146,10 +135,10 @@ def _runner(function: Callable[[_Probe], str], manager_class: str) -> ContractCh
         probe = _Probe(implementation, manager_class)
         try:
             summary = function(probe)
-        except _Broken as broken:
+        except Broken as broken:
             with contextlib.suppress(Exception):  # the check already broke: that is the figure
                 probe.manager.close()
-            return Figure(False, broken.expected, broken.got, broken.summary)
+            return broken.figure()
         probe.manager.close()
         return Figure(True, "holds", "holds", summary)
 
@@ -179,26 +168,26 @@ def run_contract(implementation: Implementation, manager_class: str = "SessionMa
 @_check("create_session starts a fresh session of its own; get_session returns a read-only snapshot")
 def _fresh_sessions(p: _Probe) -> str:
     ids = [p.login(f"u-{n}", "Ada") for n in range(20)]
-    _expect(type(ids[0]) is str and not _raises(lambda: api.check_session_id(ids[0]), InvalidInput),
+    expect(type(ids[0]) is str and not _raises(lambda: api.check_session_id(ids[0]), InvalidInput),
             f"create_session returned {describe(ids[0])}, not a well-formed session id")
-    _expect(len(set(ids)) == 20, f"20 logins got {len(set(ids))} distinct session ids", "20", str(len(set(ids))))
+    expect(len(set(ids)) == 20, f"20 logins got {len(set(ids))} distinct session ids", "20", str(len(set(ids))))
     session = p.manager.get_session(ids[0])
-    _expect(isinstance(session, Session), f"get_session returned {describe(session)}, not a sessionlab.api.Session")
+    expect(isinstance(session, Session), f"get_session returned {describe(session)}, not a sessionlab.api.Session")
     want = {"session_id": ids[0], "user_id": "u-0", "username": "Ada", "is_authenticated": True, "access_count": 0,
             "metadata": {}, "created_at": START, "last_accessed": START}
     for field, got in _session_view(session).items():
-        _expect(got == want[field] and type(got) is type(want[field]), f"a new session has {field} "
+        expect(got == want[field] and type(got) is type(want[field]), f"a new session has {field} "
                 f"{want[field]!r}, but get_session returned {got!r}", repr(want[field]), repr(got))
     for n, session_id in enumerate(ids):
         owner = p.manager.get_session(session_id).user_id
-        _expect(owner == f"u-{n}", f"the session created for user u-{n} belongs to {owner!r}")
-    _expect(p.manager.get_active_count() == 20, f"after 20 logins get_active_count() says "
+        expect(owner == f"u-{n}", f"the session created for user u-{n} belongs to {owner!r}")
+    expect(p.manager.get_active_count() == 20, f"after 20 logins get_active_count() says "
             f"{p.manager.get_active_count()}", "20", str(p.manager.get_active_count()))
-    _expect(_raises(lambda: setattr(session, "access_count", 5), AttributeError),
+    expect(_raises(lambda: setattr(session, "access_count", 5), AttributeError),
             "setting access_count on a snapshot did not raise AttributeError: a snapshot is read-only")
-    _expect(_raises(lambda: operator.setitem(session.metadata, "role", "admin"), TypeError),
+    expect(_raises(lambda: operator.setitem(session.metadata, "role", "admin"), TypeError),
             "setting a key of a snapshot's metadata did not raise TypeError: a snapshot is read-only")
-    _expect(p.view(ids[0]) == _session_view(session) == want, "writing to a snapshot changed the session")
+    expect(p.view(ids[0]) == _session_view(session) == want, "writing to a snapshot changed the session")
     return "20 logins, 20 distinct fresh sessions, each its user's, each a read-only snapshot"
 
 
@@ -207,13 +196,13 @@ def _updates(p: _Probe) -> str:
     session_id = p.login()
     p.clock.now += 5
     result = p.manager.update_session(session_id, "theme", "dark")
-    _expect(result is None, f"update_session returned {describe(result)}; it returns None")
+    expect(result is None, f"update_session returned {describe(result)}; it returns None")
     p.manager.update_session(session_id, "cart", 3)
     p.manager.update_session(session_id, "theme", "light")
     got = _session_view(p.manager.get_session(session_id))
-    _expect(got["metadata"] == {"theme": "light", "cart": 3}, f"after setting theme, cart, then theme again, the "
+    expect(got["metadata"] == {"theme": "light", "cart": 3}, f"after setting theme, cart, then theme again, the "
             f"session holds {got['metadata']!r}", "{'theme': 'light', 'cart': 3}", repr(got["metadata"]))
-    _expect((got["created_at"], got["last_accessed"]) == (START, START + 5), f"an update at {START + 5} left "
+    expect((got["created_at"], got["last_accessed"]) == (START, START + 5), f"an update at {START + 5} left "
             f"created_at {got['created_at']} and last_accessed {got['last_accessed']}; it touches last_accessed only")
     for value in hostile.GOOD_VALUES:
         p.manager.update_session(session_id, "k", value)
@@ -221,7 +210,7 @@ def _updates(p: _Probe) -> str:
         same = stored == value and type(stored) is type(value)
         if same and type(value) is float:
             same = math.copysign(1.0, stored) == math.copysign(1.0, value)  # -0.0 stays -0.0
-        _expect(same, f"update_session stored {describe(value)} as {describe(stored)}")
+        expect(same, f"update_session stored {describe(value)} as {describe(stored)}")
     return f"keys set and overwritten, {len(hostile.GOOD_VALUES)} values kept with their types, last_accessed touched"
 
 
@@ -232,7 +221,7 @@ def _key_limit(p: _Probe) -> str:
         p.manager.update_session(session_id, f"k{n}", n)
     p.manager.update_session(session_id, "k0", "again")
     held = len(p.manager.get_session(session_id).metadata)
-    _expect(held == MAX_METADATA_KEYS, f"after {MAX_METADATA_KEYS} keys and an overwrite the session holds "
+    expect(held == MAX_METADATA_KEYS, f"after {MAX_METADATA_KEYS} keys and an overwrite the session holds "
             f"{plural(held, 'key')}")
     p.refused("update_session", f"a {MAX_METADATA_KEYS + 1}th key",
               lambda: p.manager.update_session(session_id, "one-too-many", 1),
@@ -247,9 +236,9 @@ def _increments(p: _Probe) -> str:
     for tick in range(1, 6):
         p.clock.now = START + tick
         counts.append(p.manager.increment_access(session_id))
-    _expect(counts == [1, 2, 3, 4, 5], f"five increments returned {counts}", "[1, 2, 3, 4, 5]", repr(counts))
+    expect(counts == [1, 2, 3, 4, 5], f"five increments returned {counts}", "[1, 2, 3, 4, 5]", repr(counts))
     got = _session_view(p.manager.get_session(session_id))
-    _expect((got["access_count"], got["last_accessed"], got["created_at"]) == (5, p.clock.now, START),
+    expect((got["access_count"], got["last_accessed"], got["created_at"]) == (5, p.clock.now, START),
             f"after five increments the session holds access_count {got['access_count']}, last_accessed "
             f"{got['last_accessed']}, created_at {got['created_at']}")
     return "five increments counted 1 to 5 and touched the session"
@@ -260,12 +249,12 @@ def _deletes(p: _Probe) -> str:
     gone, kept = p.login("u-1", "Ada"), p.login("u-2", "Bob")
     for session_id in (gone, kept):
         p.manager.update_session(session_id, "theme", session_id)
-    _expect(p.manager.delete_session(gone) is None, "delete_session returned something; it returns None")
-    _expect(p.view(gone) is None, "get_session still finds a session after delete_session")
+    expect(p.manager.delete_session(gone) is None, "delete_session returned something; it returns None")
+    expect(p.view(gone) is None, "get_session still finds a session after delete_session")
     p.refused("delete_session", "a session already logged out", lambda: p.manager.delete_session(gone),
               error=SessionNotFound, rule="a second logout finds nothing", watch=kept, misses=False)
-    _expect((p.view(kept) or {}).get("metadata") == {"theme": kept}, "deleting one session changed another one")
-    _expect(p.manager.get_active_count() == 1, f"one of two sessions deleted, but get_active_count() says "
+    expect((p.view(kept) or {}).get("metadata") == {"theme": kept}, "deleting one session changed another one")
+    expect(p.manager.get_active_count() == 1, f"one of two sessions deleted, but get_active_count() says "
             f"{p.manager.get_active_count()}", "1")
     return "the session is gone, a second logout raises SessionNotFound, the other session is untouched"
 
@@ -277,17 +266,17 @@ def _stats(p: _Probe) -> str:
     p.manager.delete_session(ids[0])
     p.manager.get_session(ids[1])
     p.manager.get_session(ids[2])
-    _expect(_raises(lambda: p.manager.get_session(ids[0]), SessionNotFound), "get_session found a deleted session")
+    expect(_raises(lambda: p.manager.get_session(ids[0]), SessionNotFound), "get_session found a deleted session")
     stats = p.manager.get_stats()
     want = {"total_sessions": 3, "active_sessions": 2, "cache_hits": 2, "cache_misses": 1, "failed_cleanups": 0}
     for name, value in want.items():
         got = getattr(stats, name)
-        _expect(got == value, f"after 3 logins, 1 logout, 2 lookups that found their session and 1 that did not, "
+        expect(got == value, f"after 3 logins, 1 logout, 2 lookups that found their session and 1 that did not, "
                 f"get_stats().{name} is {got}", str(value), str(got))
     if callable(getattr(p.manager, "expire_sessions", None)):
         p.manager.expire_sessions()  # a persistent manager purges deleted rows when it sweeps
     health = api.health_check(p.manager)
-    _expect((health.active_sessions_actual, health.cleanup_queue_size, health.healthy) == (2, 0, True),
+    expect((health.active_sessions_actual, health.cleanup_queue_size, health.healthy) == (2, 0, True),
             f"health_check found {health.active_sessions_actual} sessions, {health.cleanup_queue_size} queued: "
             f"expected 2 live sessions and none queued")
     return "stats and health agree with a scripted sequence of 9 calls"
@@ -315,7 +304,7 @@ def _session_ids(p: _Probe) -> str:
         try:
             call()
         except SessionNotFound as exc:
-            _expect(exc.session_id == "no-such-session", f"{operation} raised a SessionNotFound that does not "
+            expect(exc.session_id == "no-such-session", f"{operation} raised a SessionNotFound that does not "
                     f"name the unknown id")
     return f"{len(hostile.BAD_IDS)} malformed ids refused by 4 operations, an unknown id not found, nothing changed"
 
@@ -344,15 +333,15 @@ def _bad_input(p: _Probe) -> str:
 def _close(p: _Probe) -> str:
     session_id = p.login()
     with p.manager as entered:
-        _expect(entered is p.manager, "'with manager as m' gave m another object than the manager")
-    _expect(not p.manager.__exit__(LookupError, LookupError("in the block"), None),
+        expect(entered is p.manager, "'with manager as m' gave m another object than the manager")
+    expect(not p.manager.__exit__(LookupError, LookupError("in the block"), None),
             "the manager's __exit__ swallows an exception raised inside its with block")
     p.manager.close()  # closing twice is harmless
     for operation, call in {**_by_id(p, session_id),
                             "create_session": lambda: p.manager.create_session("u-2", "Bob")}.items():
         p.refused(operation, "a call after close()", call, error=SessionError, watch=None, misses=False,
                   rule="a closed manager refuses every session call with SessionError")
-    _expect(p.manager.get_active_count() == 1, f"a closed manager holding 1 session says get_active_count() "
+    expect(p.manager.get_active_count() == 1, f"a closed manager holding 1 session says get_active_count() "
             f"{p.manager.get_active_count()}")
     return "after close, every session call raises SessionError, and stats still answer"
 
@@ -392,7 +381,7 @@ def _control_characters(p: _Probe) -> str:
     session_id = p.login("zoë-7", "Zoë 日本 👩‍💻")
     p.manager.update_session(session_id, "größe", "x")
     got = p.manager.get_session(session_id)
-    _expect((got.user_id, got.username, list(got.metadata)) == ("zoë-7", "Zoë 日本 👩‍💻", ["größe"]),
+    expect((got.user_id, got.username, list(got.metadata)) == ("zoë-7", "Zoë 日本 👩‍💻", ["größe"]),
             "printable non-ASCII names and keys were not kept as given")
     return (f"{3 * len(hostile.CONTROL_CHARACTERS)} names and keys with control characters refused; "
             "printable Unicode kept")

@@ -23,7 +23,7 @@ from sessionlab import api
 from sessionlab.api import IllegalTransition, InvalidInput, Progress, SessionError, SessionExpired, SessionNotFound
 from sessionlab.api import _describe as describe
 from sessionlab.engines.linearizability.lifecycle import EXPIRING, NEXT
-from sessionlab.figure import Figure
+from sessionlab.figure import Broken, Figure, expect
 from sessionlab.implementations import CodeError, Implementation
 from sessionlab.judge import hostile
 
@@ -41,17 +41,6 @@ WRITES = {"update_session": ("seen", True), "increment_access": (), "set_status"
 
 def _call(manager: Any, method: str, session_id: Any) -> Any:
     return getattr(manager, method)(session_id, *WRITES.get(method, ()))
-
-
-class _Broken(Exception):
-    def __init__(self, summary: str, expected: str = "the contract", got: str = "broken"):
-        super().__init__(summary)
-        self.summary, self.expected, self.got = summary, expected, got
-
-
-def _expect(holds: bool, summary: str, expected: str = "the contract", got: str = "broken") -> None:
-    if not holds:
-        raise _Broken(summary, expected, got)
 
 
 class _Said(str):  # an answer that is no value: "raises SessionExpired", "returns a session"
@@ -84,7 +73,7 @@ def _answers(manager: Any, watch: dict[str, str]) -> dict[str, Any]:
 
 
 def _progress(progress: Any, prefix: str = "") -> dict[str, Any]:
-    _expect(isinstance(progress, Progress), f"get_progress returned {describe(progress)}, not a Progress")
+    expect(isinstance(progress, Progress), f"get_progress returned {describe(progress)}, not a Progress")
     return {f"{prefix}get_progress().{field}": getattr(progress, field) for field in Progress.__dataclass_fields__}
 
 
@@ -135,7 +124,7 @@ class _Probe:
         """Let every session idle past the ttl and sweep (before the check's other sessions exist)."""
         self.now += TTL + 1
         self.manager.expire_sessions()
-        _expect(self.manager.get_status(session_id) == "expired", "expire_sessions() did not expire an "
+        expect(self.manager.get_status(session_id) == "expired", "expire_sessions() did not expire an "
                 f"in-progress session idle {TTL + 1:g} s (the ttl is {TTL:g} s)")
 
     def raised(self, exc: Exception) -> str:
@@ -154,16 +143,16 @@ class _Probe:
         except error:
             pass
         except Exception as exc:
-            raise _Broken(f"{operation} raised {self.raised(exc)} for {label}; the contract says {names}: {rule}",
+            raise Broken(f"{operation} raised {self.raised(exc)} for {label}; the contract says {names}: {rule}",
                           names, type(exc).__name__) from None
         else:
             changes = _changes(before, after := _answers(self.manager, watch))
             renewed = before.get("get_status()") == "expired" != after.get("get_status()")
-            raise _Broken(f"{operation} accepted {label}" + (f", returned {describe(result)}" if result is not None
+            raise Broken(f"{operation} accepted {label}" + (f", returned {describe(result)}" if result is not None
                           else "") + (" and renewed it" if renewed else "") + (f" ({changes})" if changes else "")
                           + f"; {rule}", names, "accepted")
         changes = _changes(before, _answers(self.manager, watch))
-        _expect(not changes, f"{operation} refused {label} but changed {changes}", "nothing changed", changes)
+        expect(not changes, f"{operation} refused {label} but changed {changes}", "nothing changed", changes)
         if stored:
             self.agrees(before, watch, f"{operation} refused {label}", "a manager answers what the database holds, "
                         "and a refused call changes neither", here=False)
@@ -172,13 +161,13 @@ class _Probe:
         """The answers are what they should be, here (if here) and as a second manager on the file reads them."""
         if here:
             wrong = _mismatches(want, _answers(self.manager, watch))
-            _expect(not wrong, f"{what}, {wrong}: {why}")
+            expect(not wrong, f"{what}, {wrong}: {why}")
         second = self.open()
         try:
             wrong = _mismatches(want, _answers(second, watch))
         finally:
             second.close()
-        _expect(not wrong, f"{what}, a second manager opened on the same file reads that {wrong}: "
+        expect(not wrong, f"{what}, a second manager opened on the same file reads that {wrong}: "
                 + ("the database does not hold what this manager answers" if here else why))
 
 
@@ -186,7 +175,7 @@ _CHECKS: list[tuple[str, Callable[[_Probe], str]]] = []
 
 
 def _check(name: str) -> Callable[[Callable[[_Probe], str]], Callable[[_Probe], str]]:
-    """Register a check: it returns what held, or raises _Broken saying what broke."""
+    """Register a check: it returns what held, or raises Broken saying what broke."""
     return lambda function: _CHECKS.append((name, function)) or function
 
 
@@ -198,8 +187,8 @@ def _runner(function: Callable[[_Probe], str]) -> Callable[[Implementation], Fig
             summary = function(probe)
             probe.manager.close()  # a close that raises is the code's error, reported where it raised
             return Figure(True, "holds", "holds", summary)
-        except _Broken as broken:
-            return Figure(False, broken.expected, broken.got, broken.summary)
+        except Broken as broken:
+            return broken.figure()
         finally:
             with contextlib.suppress(Exception):  # closing twice is harmless; what broke is the figure
                 probe.manager.close()
@@ -241,10 +230,10 @@ def _expiry(p: _Probe) -> str:
     count, after = p.manager.expire_sessions(), _answers(p.manager, everyone)
     for name, (_, should, why) in plan.items():
         got = after[f"{name}'s get_status()"]
-        _expect(got == should, f"expire_sessions() expired {name}: {why}" if got == "expired" else
+        expect(got == should, f"expire_sessions() expired {name}: {why}" if got == "expired" else
                 f"expire_sessions() left {name} as {got!r}, not {should!r}: {why}", repr(should), repr(got))
     expired = [name for name, (_, should, _) in plan.items() if should == "expired"]
-    _expect(type(count) is int and count == len(expired), f"expire_sessions() returned {describe(count)}; it expired "
+    expect(type(count) is int and count == len(expired), f"expire_sessions() returned {describe(count)}; it expired "
             f"{len(expired)} sessions (a deleted one is purged, not counted)", str(len(expired)), describe(count))
     for name in expired:
         want = {key: value for key, value in want.items() if not key.startswith(f"{name}'s get_session().")}
@@ -253,7 +242,7 @@ def _expiry(p: _Probe) -> str:
     p.agrees({key: value for key, value in want.items() if not key.startswith("get_stats()")}, everyone,
              "after expire_sessions()", "a sweep expires sessions, which keep what they hold, and purges deleted rows")
     again, changes = p.manager.expire_sessions(), _changes(after, _answers(p.manager, everyone))
-    _expect(again == 0 and not changes, f"a second sweep at once returned {describe(again)}"
+    expect(again == 0 and not changes, f"a second sweep at once returned {describe(again)}"
             + (f" and changed {changes}" if changes else "") + ": it has nothing left to expire")
     return (f"{len(expired)} of {len(plan)} sessions expired (idle, or only read); finished, written and deleted ones "
             f"not; a second sweep expires nothing")
@@ -278,8 +267,8 @@ def _lifecycle(p: _Probe) -> str:
             try:
                 result = p.manager.set_status(watch[""], target)
             except SessionError as exc:
-                raise _Broken(f"set_status refused {label} ({p.raised(exc)}); the lifecycle allows it: {LIFECYCLE}")
-            _expect(result is None, f"set_status returned {describe(result)}; it returns None")
+                raise Broken(f"set_status refused {label} ({p.raised(exc)}); the lifecycle allows it: {LIFECYCLE}")
+            expect(result is None, f"set_status returned {describe(result)}; it returns None")
             want.update({"get_status()": target, "get_session().last_accessed": p.now})
             p.agrees(want, watch, f"after set_status {label}", "a move sets the status and the last update only")
     watch = {"": by_status["pending"]}
@@ -311,11 +300,11 @@ def _progress_and_files(p: _Probe) -> str:
         if name != "create_session":
             p.now += 1
             result = getattr(manager, name)(watch[""], *args, **options)
-            _expect(result is None, f"{text} returned {describe(result)}; it returns None")
+            expect(result is None, f"{text} returned {describe(result)}; it returns None")
             want.update({**(_progress(Progress(*progress)) if progress else {"get_files()": args}),
                          "get_session().last_accessed": p.now})
         wrong = _mismatches(want, _answers(manager, watch))
-        _expect(not wrong, f"after {text}, {wrong} (processed adds up, current_file is kept when a call gives none, "
+        expect(not wrong, f"after {text}, {wrong} (processed adds up, current_file is kept when a call gives none, "
                 f"each call appends its failed file once, every write refreshes the last update)")
     p.agrees(_answers(manager, watch), watch, "after the progress and file calls", "they must be in the database, "
              "not only in this manager's memory", here=False)
@@ -365,17 +354,17 @@ def _expired_then_deleted(p: _Probe) -> str:
     try:
         p.manager.delete_session(watch[""])
     except SessionError as exc:
-        raise _Broken(f"delete_session raised {p.raised(exc)} for an expired session; an expired session can still "
+        raise Broken(f"delete_session raised {p.raised(exc)} for an expired session; an expired session can still "
                       f"log out, as any session not yet deleted") from None
     want["get_cleanup_queue_size()"] += 1
-    _expect(p.manager.session_exists("no-such-session") is False, "session_exists is not False for an unknown id")
+    expect(p.manager.session_exists("no-such-session") is False, "session_exists is not False for an unknown id")
     p.agrees(want, watch, "after delete_session on an expired session", "a deleted session is found by no call")
     for session_id, label in ((watch[""], "a deleted session"), ("no-such-session", "an unknown session id")):
         for method in (*READS[:-1], *WRITES, "delete_session"):
             p.refused(method, label, partial(_call, p.manager, method, session_id), error=SessionNotFound,
                       watch=other, rule="no call finds a session that was deleted or never created", stored=False)
     count = p.manager.expire_sessions()
-    _expect(count == 0, f"expire_sessions() returned {describe(count)} with nothing to expire: a deleted session "
+    expect(count == 0, f"expire_sessions() returned {describe(count)} with nothing to expire: a deleted session "
             "is purged, not expired")
     del want["get_stats().total_sessions"]  # the purged row may no longer be counted
     p.agrees({**want, "get_cleanup_queue_size()": 0}, watch, "after expire_sessions()", "the sweep purges the "
@@ -393,7 +382,7 @@ def _restart(p: _Probe) -> str:
     p.manager.close()
     p.manager = p.open()
     changes = _changes(before, _answers(p.manager, watch))
-    _expect(not changes, f"a restart changed {changes}: all a session holds is kept in the database")
+    expect(not changes, f"a restart changed {changes}: all a session holds is kept in the database")
     count = p.manager.increment_access(watch["a session written 59 s before by increment_access"])
-    _expect(count == 2, f"after a restart increment_access counted {describe(count)}, not 2: the count is kept")
+    expect(count == 2, f"after a restart increment_access counted {describe(count)}, not 2: the count is kept")
     return f"{len(watch)} sessions of every status, with their counts, metadata, progress and files, kept"
