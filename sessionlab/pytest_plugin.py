@@ -283,7 +283,8 @@ class BoundedCalls:
         from sessionlab.engines.bounded import Hang, run_bounded
 
         try:
-            return run_bounded(function, seconds=self.bound(scenario), label=label, files=self.files)
+            return run_bounded(function, seconds=self.bound(scenario), label=label, files=self.files,
+                               cycles=not scenario)  # a single call: nothing inside schedules its threads
         except Hang as hang:
             self.stop(hang)
 

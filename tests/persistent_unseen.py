@@ -516,9 +516,7 @@ WRONG.append(Wrong("lock-order-deadlock", "acquire(timeout=1.0), StoreError when
         finally:
             self._db_lock.release()
 ''',
-}, checks.STILL_BUGGY, ("get_session", "StoreError"), judge_gap=(
-    "the thread search stalls at acquire(timeout=1.0), a wait frontrun's scheduler cannot time out, and the pair "
-    "is not one real processes can show (the locks are one process's): HANGS, not the StoreError the read raises")))
+}, checks.STILL_BUGGY, ("get_session", "StoreError")))
 
 # "A hit needs no database: serve it under the cache lock alone; only a miss takes both, database first."
 WRONG.append(Wrong("lock-order-deadlock", "cache hits under the cache lock alone, not noticing other processes", {
@@ -565,8 +563,7 @@ RIGHT.append(Right("lock-order-deadlock", "try the database lock without waiting
                     self._db_lock.release()
         time.sleep(0.001)  # the database lock is taken: let its holder have the cache lock
 ''',
-}, judge_gap="the thread search keeps choosing the retrying thread, which never lets the holder run between its "
-             "tries (no fair scheduling of a sleep): the search cannot finish, so UNPROVEN, never FIXED"))
+}))
 
 # "Two locks are one too many: one re-entrant lock guards the cache and the database."
 RIGHT.append(Right("lock-order-deadlock", "one re-entrant lock for the cache and the database", {

@@ -171,6 +171,27 @@ def test_a_lock_taken_twice_by_one_thread_is_a_hang_at_the_second_take():
     finish(stuck)
 
 
+def test_a_lock_cycle_that_stays_is_a_hang_before_the_bound_runs_out():
+    manager = Reentered()
+    with pytest.raises(Hang) as raised:  # a bound no test waits for: the cycle is proven first
+        run_bounded(lambda: manager.update("theme", "dark"), seconds=600, label="update", files=[HERE], cycles=True)
+    assert raised.value.deadlock and raised.value.seconds is None, raised.value  # proven, not timed out
+    assert raised.value.waits[0].waits_for == "self._lock" and raised.value.waits[0].holds[0].lock == "self._lock"
+    stuck = [t for t in threading.enumerate() if t.name == "main"]
+    manager._lock.release()
+    finish(stuck)
+
+
+def test_without_cycles_a_bound_waits_until_it_runs_out():
+    manager = Reentered()
+    with pytest.raises(Hang) as raised:
+        run_bounded(lambda: manager.update("theme", "dark"), seconds=0.5, label="update", files=[HERE])
+    assert raised.value.deadlock and raised.value.seconds == 0.5, raised.value
+    stuck = [t for t in threading.enumerate() if t.name == "main"]
+    manager._lock.release()
+    finish(stuck)
+
+
 def test_threads_started_inside_are_named_and_made_daemons():
     manager, workers = TwoLocks(), []
     taken = threading.Barrier(2)

@@ -1047,3 +1047,13 @@ def test_the_judge_rejects_every_wrong_fix(tmp_path, case):
 def test_the_judge_accepts_every_correct_fix(tmp_path, case):
     verdict, seconds = _judged(tmp_path, case)
     assert verdict.status == checks.FIXED, f"{case.name}: {verdict.status} in {seconds:.1f} s: {verdict.evidence}"
+
+
+@pytest.mark.skipif(not AVAILABLE, reason=WHY)
+def test_a_session_error_raised_beside_another_call_is_still_buggy_not_an_error(tmp_path):
+    # Run by default (about 1 s), unlike the rest of the judge's cases: a timed lock runs out on the
+    # search's own clock, and the StoreError it raises is the bug as the user meets it.
+    verdict, _ = _judged(tmp_path, CASES["acquire(timeout=1.0), StoreError when it runs out"])
+    assert verdict.status == checks.STILL_BUGGY, verdict.evidence
+    assert "raised StoreError" in verdict.evidence and "get_session" in verdict.evidence, verdict.evidence
+    assert "while another call ran beside it" in verdict.evidence, verdict.evidence

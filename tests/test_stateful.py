@@ -459,7 +459,9 @@ def test_each_bug_shrinks_to_a_small_counterexample(slug):
     # FlakyFailure: the failure was found and shrunk, and a replay did not find it again (see run_machine)
     with pytest.raises((AssertionError, FlakyFailure)) as failure:
         run_state_machine_as_test(machine, settings=settings())
-    notes = getattr(failure.value, "__notes__", [])
+    # A FlakyFailure carries the notes of the failures it groups, the falsifying example among them.
+    raised = [failure.value, *getattr(failure.value, "exceptions", ())]
+    notes = [note for exc in raised for note in getattr(exc, "__notes__", [])]
     example = falsifying_example(notes)
     assert example, f"{slug}: no falsifying example in {notes}"
     calls = operations_in(example, machine)

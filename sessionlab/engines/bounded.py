@@ -18,6 +18,7 @@ says which thread holds which lock, taken at which line, and where each waits.
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
 import linecache
 import os
@@ -186,6 +187,18 @@ def thread_waits(threads: Iterable[threading.Thread], files: Files = None) -> tu
                                for name, frame in found)
 
 
+def _at_locks(threads: Iterable[threading.Thread], files: Files) -> bool:
+    """Whether any of the threads stands at a line of the implementation that takes a lock (`with X:`,
+    `X.acquire(`): the cheap look before thread_waits, which reads their code."""
+    frames, mine = sys._current_frames(), matcher(files)
+    for thread in threads:
+        where = innermost(frames.get(thread.ident or -1), mine)
+        text = source_of(where).lstrip() if where else ""
+        if text.startswith("with ") or ".acquire(" in text:
+            return True
+    return False
+
+
 def _holding(thread: str, frame: types.FrameType, mine: Callable[[str], bool], where: Raw) -> Wait:
     """A stuck thread's Wait, with the locks it holds when its code shows them: each of its
     frames that is inside `with X:` holds X, and a thread stuck at `with X:` waits for X."""
@@ -236,8 +249,13 @@ def _is_lock(expression: str, frame: types.FrameType) -> bool:
 
 def _tree(filename: str) -> ast.AST | None:
     source = "".join(linecache.getlines(filename))
+    return _parsed(source) if source else None
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed(source: str) -> ast.AST | None:
     try:
-        return ast.parse(source) if source else None
+        return ast.parse(source)
     except SyntaxError:
         return None
 
@@ -299,8 +317,17 @@ def abandon(threads: Iterable[threading.Thread]) -> bool:
     return done
 
 
-def run_bounded(function: Callable[[], T], *, seconds: float, label: str, files: Files = None) -> T:
-    """function() on a daemon thread: its result, or its exception; Hang after seconds."""
+# Sampled this often, a lock cycle among the threads that stays the same for CYCLE_SECONDS is a
+# deadlock: none of its threads can move again, so the bound need not run out first.
+POLL_SECONDS, CYCLE_SECONDS = 0.05, 0.3
+
+
+def run_bounded(function: Callable[[], T], *, seconds: float, label: str, files: Files = None,
+                cycles: bool = False) -> T:
+    """function() on a daemon thread: its result, or its exception; Hang after seconds. With cycles,
+    Hang as soon as its threads are seen in the same lock cycle for CYCLE_SECONDS: for the innermost
+    bound of plain calls only (a bound around another bound would say it first, and a scheduler
+    that pauses threads at their locks, as frontrun does, makes cycles of its own)."""
     before = set(threading.enumerate())
     outcome: list[tuple[bool, Any]] = []
 
@@ -312,13 +339,28 @@ def run_bounded(function: Callable[[], T], *, seconds: float, label: str, files:
 
     runner = threading.Thread(target=run, name="main", daemon=True)
     runner.start()
-    runner.join(seconds)
-    if not runner.is_alive():
-        ok, value = outcome[0]
-        if ok:
-            return value
-        raise value
-    started = [t for t in threading.enumerate() if t not in before and t is not runner]
+    deadline = time.monotonic() + seconds
+    cycle, since = None, 0.0  # the lock cycle last seen, and since when
+    while True:
+        left = deadline - time.monotonic()
+        runner.join(max(0.0, min(left, POLL_SECONDS) if cycles else left))
+        if not runner.is_alive():
+            ok, value = outcome[0]
+            if ok:
+                return value
+            raise value
+        started = [t for t in threading.enumerate() if t not in before and t is not runner]
+        now = time.monotonic()
+        if now >= deadline:
+            break
+        waits = thread_waits([runner, *started], files) if _at_locks([runner, *started], files) else ()
+        if not _cycle(waits):
+            cycle = None
+        elif waits != cycle:
+            cycle, since = waits, now
+        elif now - since >= CYCLE_SECONDS:
+            abandon(started)
+            raise Hang(None, label, waits, deadlock=True)
     waits = thread_waits([runner, *started], files)
     abandon(started)
     raise Hang(seconds, label, waits, deadlock=_cycle(waits))

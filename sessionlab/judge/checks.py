@@ -22,8 +22,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 
 from sessionlab import catalogue
+from sessionlab.api import SessionError
 from sessionlab.bug import DEADLOCK, Bug
 from sessionlab.catalogue import Home
 from sessionlab.engines import exploration, stress
@@ -67,6 +69,9 @@ class Check:
     needs_frontrun: bool = False
     decides: bool = True  # without it (skipped), the verdict cannot be FIXED, only UNPROVEN
     seconds: float = CHECK_SECONDS  # its bound: a check still running after this long has hung
+    # Its calls run beside one another: a session error one of them raises, where the contract's
+    # one call at a time returned, is a wrong result of the concurrency, not a crash.
+    concurrent: bool = True
 
 
 @dataclass(frozen=True)
@@ -167,7 +172,7 @@ def checks_for(home: Home) -> tuple[Check, ...]:
     # its own lock within seconds, before any scenario builds on those calls.
     found = [Check(bug, "the contract, one call at a time", DETERMINISTIC,
                    lambda implementation: contract.run_contract(implementation, bug.manager),
-                   seconds=CONTRACT_SECONDS)]
+                   seconds=CONTRACT_SECONDS, concurrent=False)]
     if home.race is not None:
         found.append(Check(bug, "every interleaving (frontrun)", DETERMINISTIC, _race_check(home.race),
                            needs_frontrun=True))
@@ -205,12 +210,19 @@ def _pace(bug: Bug, implementation: Implementation) -> float:
     return time.perf_counter() - started
 
 
+def _raise(error: Exception, implementation: Implementation) -> Figure:
+    raise error
+
+
 def paced(check: Check, implementation: Implementation) -> Check:
     """The contract's check with its bound derived from the implementation's measured pace."""
     try:
         pace = run_bounded(lambda: _pace(check.bug, implementation), seconds=CONTRACT_SECONDS,
-                           label=f"{check.bug.slug}: one round of calls", files=implementation.files)
-    except Exception:  # it hangs or raises: the contract, under its plain bound, says where
+                           label=f"{check.bug.slug}: one round of calls", files=implementation.files, cycles=True)
+    except Hang as hang:  # the contract's own first calls hang: that is its result, found already
+        stuck = Hang(hang.seconds, f"{check.bug.slug}: {check.name}", hang.waits, hang.deadlock)
+        return replace(check, run=partial(_raise, stuck))
+    except Exception:  # it raises: the contract, under its plain bound, says where
         return check
     return replace(check, seconds=max(CONTRACT_SECONDS, min(CONTRACT_MOST, PACED_ROUNDS * pace)))
 
@@ -220,25 +232,38 @@ def _run_one(check: Check, implementation: Implementation) -> Result:
     slug = check.bug.slug
     try:
         figure = run_bounded(lambda: check.run(implementation), seconds=check.seconds,
-                             label=f"{slug}: {check.name}", files=implementation.files)
+                             label=f"{slug}: {check.name}", files=implementation.files,
+                             cycles=not check.concurrent)  # one call at a time: no scheduler, no inner bound
     except Hang as hang:
         return Result(check, HUNG, f"{slug}: {hang}", time.perf_counter() - started, hang.text(),
                       deadlock=hang.deadlock)
     except Inconclusive as why:  # the search stalled where real threads did not: undecided
         return Result(check, SKIPPED, str(why), time.perf_counter() - started)
-    except Exception as exc:  # the learner's code raised where no check expects it
+    except SessionError as exc:
         error = CodeError.of(exc, implementation.files)
-        if error.where:
-            return Result(check, RAISED, f"{slug}: your code raised {error}", time.perf_counter() - started,
-                          error.text())
-        # Raised in the lab's own lines: most often on a value the code returned that the
-        # contract does not allow (None for a Session, a str for a count).
-        lab = CodeError.of(exc)
-        return Result(check, RAISED, f"{slug}: the check could not use what your code returned: {lab}",
-                      time.perf_counter() - started, lab.text())
+        if not (check.concurrent and error.where):
+            return _raised(check, exc, implementation, started)
+        # The type and the line, not the message: a session error's text may hold the id, a secret.
+        return Result(check, BROKE, f"{slug}: your code raised {type(exc).__name__} ({error.where}) while "
+                      f"another call ran beside it; one call at a time, the contract held: under concurrency "
+                      f"a request that should succeed fails", time.perf_counter() - started, error.text())
+    except Exception as exc:  # the learner's code raised where no check expects it
+        return _raised(check, exc, implementation, started)
     seconds = time.perf_counter() - started
     outcome = HELD if figure.held else BROKE
     return Result(check, outcome, f"{slug}: {figure.summary}", seconds, figure.history)
+
+
+def _raised(check: Check, exc: Exception, implementation: Implementation, started: float) -> Result:
+    """The learner's code raised where no check expects it: where, or what the lab could not use."""
+    slug, error = check.bug.slug, CodeError.of(exc, implementation.files)
+    if error.where:
+        return Result(check, RAISED, f"{slug}: your code raised {error}", time.perf_counter() - started, error.text())
+    # Raised in the lab's own lines: most often on a value the code returned that the
+    # contract does not allow (None for a Session, a str for a count).
+    lab = CodeError.of(exc)
+    return Result(check, RAISED, f"{slug}: the check could not use what your code returned: {lab}",
+                  time.perf_counter() - started, lab.text())
 
 
 def judge(bug: Bug, implementation: Implementation, *, stress_too: bool = True,

@@ -33,6 +33,7 @@ from sessionlab.bug import Bug
 from sessionlab.engines.bounded import Hang
 from sessionlab.engines.exploration import processes
 from sessionlab.engines.exploration.search import explore_workers
+from sessionlab.engines.exploration.threads import PERSISTENT_CLOCK
 from sessionlab.engines.linearizability import lifecycle
 from sessionlab.figure import Figure, plural
 from sessionlab.implementations import Implementation
@@ -164,7 +165,8 @@ def _in_threads(implementation: Implementation, pair: tuple[str, str],
 
     names = [f"thread {k} ({label(pair[k], k)})" for k in (0, 1)]
     try:
-        found = explore_workers(implementation, setup, [worker(0), worker(1)], invariant, replays=0, names=names)
+        found = explore_workers(implementation, setup, [worker(0), worker(1)], invariant, replays=0, names=names,
+                                clock=PERSISTENT_CLOCK)
     finally:
         for state in states:
             _close_in_the_background(state["manager"])

@@ -205,6 +205,7 @@ def explore_workers(
     names: list[str] | None = None,
     seconds: float = EXPLORE_SECONDS,
     preemption_bound: int | None = None,
+    clock: str = "real",
 ) -> Exploration:
     """Run workers on a fresh setup() under every interleaving, until invariant fails.
 
@@ -213,6 +214,12 @@ def explore_workers(
     in time: a lock cycle, a run stuck on something the scheduler does not
     control, or a search that outlasts ``seconds`` raises Hang, naming the
     lines where each thread holds and waits (``names`` labels the workers).
+
+    clock="virtual" runs the workers on frontrun's own clock: a sleep or a timed wait is a step
+    the scheduler runs out itself, so a retry with backoff lets the other thread in and a lock
+    taken with a timeout times out. The persistent track's searches use it; track 1's keep the
+    real clock, under which every verdict of its held-out fixes was measured (under the virtual
+    one, a per-session lock created check-then-act was accepted).
     """
     ok, why = frontrun_available()
     if not ok:
@@ -257,6 +264,7 @@ def explore_workers(
                         workers=workers,
                         invariant=invariant,
                         detect_io=False,
+                        clock=clock,
                         reproduce_on_failure=replays,
                         trace_packages=patterns,
                         timeout_per_run=PER_RUN_SECONDS,

@@ -44,6 +44,10 @@ class Worker:
     run: Callable[[State], None]
 
 
+# The clock the persistent track's searches run on (explore_workers says why).
+PERSISTENT_CLOCK = "virtual"
+
+
 @dataclass(frozen=True)
 class RaceScenario:
     bug: Bug
@@ -84,7 +88,8 @@ def explore(scenario: RaceScenario, implementation: Implementation) -> RaceRepor
 
     try:
         found = explore_workers(implementation, setup, [worker.run for worker in scenario.workers], invariant,
-                                names=[f"thread {n} ({worker.label})" for n, worker in enumerate(scenario.workers)])
+                                names=[f"thread {n} ({worker.label})" for n, worker in enumerate(scenario.workers)],
+                                clock=PERSISTENT_CLOCK if scenario.bug.track == 2 else "real")
     finally:
         for state in states:  # files a scenario made, even of an execution that never ended
             if "folder" in state.seen:
