@@ -244,9 +244,10 @@ def _run_one(check: Check, implementation: Implementation) -> Result:
         if not (check.concurrent and error.where):
             return _raised(check, exc, implementation, started)
         # The type and the line, not the message: a session error's text may hold the id, a secret.
-        return Result(check, BROKE, f"{slug}: your code raised {type(exc).__name__} ({error.where}) while "
+        shown = CodeError(type(exc).__name__, error.file, error.line, error.function, error.source)
+        return Result(check, BROKE, f"{slug}: your code raised {shown.message} ({shown.where}) while "
                       f"another call ran beside it; one call at a time, the contract held: under concurrency "
-                      f"a request that should succeed fails", time.perf_counter() - started, error.text())
+                      f"a request that should succeed fails", time.perf_counter() - started, shown.text())
     except Exception as exc:  # the learner's code raised where no check expects it
         return _raised(check, exc, implementation, started)
     seconds = time.perf_counter() - started
