@@ -456,13 +456,17 @@ def falsifying_example(notes: list[str]) -> list[str]:
 def test_each_bug_shrinks_to_a_small_counterexample(slug):
     buggy = _pristine_buggy()
     machine = machine_for(slug, buggy, BoundedCalls(buggy.files))
-    # FlakyFailure: the failure was found and shrunk, and a replay did not find it again (see run_machine)
-    with pytest.raises((AssertionError, FlakyFailure)) as failure:
-        run_state_machine_as_test(machine, settings=settings())
-    # A FlakyFailure carries the notes of the failures it groups, the falsifying example among them.
-    raised = [failure.value, *getattr(failure.value, "exceptions", ())]
-    notes = [note for exc in raised for note in getattr(exc, "__notes__", [])]
-    example = falsifying_example(notes)
+    # Hypothesis notes the falsifying example on the failure of its last replay. When that replay
+    # does not find the interleaving again (see run_machine), the FlakyFailure it raises carries
+    # the first run's failures, without the example: the run is made again, up to three times.
+    for _ in range(3):
+        with pytest.raises((AssertionError, FlakyFailure)) as failure:
+            run_state_machine_as_test(machine, settings=settings())
+        raised = [failure.value, *getattr(failure.value, "exceptions", ())]
+        notes = [note for exc in raised for note in getattr(exc, "__notes__", [])]
+        example = falsifying_example(notes)
+        if example or not isinstance(failure.value, FlakyFailure):
+            break
     assert example, f"{slug}: no falsifying example in {notes}"
     calls = operations_in(example, machine)
     assert 1 <= calls <= 4, f"{slug}: shrank to {calls} calls:\n" + "\n".join(example)
