@@ -24,6 +24,7 @@ from typing import Any
 
 from sessionlab.engines.bounded import Hang, run_bounded
 from sessionlab.engines.exploration.capture import capturing_trace
+from sessionlab.engines.exploration.files import seeing_files
 from sessionlab.engines.exploration.search_state import (
     restore, swap_module_locks, walk_past_objects_that_raise)
 from sessionlab.engines.exploration.witness import explore_bounded
@@ -255,7 +256,7 @@ def explore_workers(
         mine = _current["search"]
         try:
             events.clear()
-            with capturing_trace(events):
+            with capturing_trace(events), seeing_files():
                 patch_locks()  # lets explore() run without the frontrun command-line wrapper
                 swapped = _current["swapped"] = swap_module_locks(implementation, scope.packages)
                 try:
@@ -263,7 +264,7 @@ def explore_workers(
                         setup=setup,
                         workers=workers,
                         invariant=invariant,
-                        detect_io=False,
+                        detect_io=True,
                         clock=clock,
                         reproduce_on_failure=replays,
                         trace_packages=patterns,

@@ -1,0 +1,57 @@
+"""Stores whose state lives in files: the search sees the files, as it sees a dict.
+
+Flask-Session on cachelib's FileSystemCache and Django's file session engine
+keep each session in a file. Two requests race through that file: each loads
+the session (an open, a stat), and saves it by replacing the file or removing
+it at a logout. The search reports those calls as reads and writes of the
+session's file (``engines/exploration/files.py``), so it finds the lost update,
+the lost increment and the double logout there, and the application's fixes
+(one lock per session around load-change-save) hold over every interleaving.
+"""
+
+from __future__ import annotations
+
+import pytest
+from wild_stores import HERE, on_files
+
+from sessionlab import catalogue
+from sessionlab.engines import exploration
+from sessionlab.engines.exploration import threads
+from sessionlab.implementations import load
+from sessionlab.judge import wild
+
+ok, why = wild.available()
+if not ok:
+    pytest.skip(why, allow_module_level=True)
+ok, why = exploration.frontrun_available()
+if not ok:
+    pytest.skip(why, allow_module_level=True)
+
+STORES = ("flask_filesystem", "django_file")
+BUGS = ("lost-updates", "lost-increments", "stats-drift")
+# What each bug's scenario measures when it breaks.
+FIGURE = {"lost-updates": "was lost", "lost-increments": "1 of 2 lost",
+          "stats-drift": "2 of the 2 logouts of one session succeeded"}
+
+
+@pytest.mark.parametrize("store", STORES)
+def test_each_store_is_its_store_in_buggy_moved_onto_files(store):
+    assert (HERE / f"{store}.py").read_text(encoding="utf-8") == on_files(store)
+
+
+@pytest.mark.parametrize("slug", BUGS)
+@pytest.mark.parametrize("store", STORES)
+def test_a_race_through_the_session_file_is_found(store, slug):
+    report = threads.explore(catalogue.home(slug).race, load(str(HERE / f"{store}.py")))
+    assert not report.held, f"{store}: {report.message}"
+    assert FIGURE[slug] in report.figure.summary, report.figure.summary
+
+
+@pytest.mark.parametrize("slug", BUGS)
+@pytest.mark.parametrize("store", STORES)
+def test_the_application_fix_holds_over_every_interleaving_of_the_files(tmp_path, store, slug):
+    path = tmp_path / f"{store}.py"
+    path.write_text(on_files(store, "fixed"), encoding="utf-8")
+    report = threads.explore(catalogue.home(slug).race, load(str(path)))
+    assert report.held and report.complete, f"{store}: {report.message}"
+    assert report.explored >= 2, report.message
