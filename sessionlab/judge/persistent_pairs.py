@@ -166,7 +166,7 @@ def _in_threads(implementation: Implementation, pair: tuple[str, str],
     names = [f"thread {k} ({label(pair[k], k)})" for k in (0, 1)]
     try:
         found = explore_workers(implementation, setup, [worker(0), worker(1)], invariant, replays=0, names=names,
-                                clock=PERSISTENT_CLOCK)
+                                clock=PERSISTENT_CLOCK, io=False)
     finally:
         for state in states:
             _close_in_the_background(state["manager"])

@@ -1,7 +1,8 @@
-"""Session layers on engines whose state lives in files, written as applications write them.
+"""Session layers on engines whose state lives in files or a database, written as applications write them.
 
 ``flask_filesystem.py`` is Flask-Session on cachelib's FileSystemCache,
-``django_file.py`` Django's file session engine. Each is the store of the same
+``django_file.py`` Django's file session engine, ``django_db.py`` Django's
+database session engine on a SQLite file. Each is the store of the same
 name in ``buggy/wild/`` moved onto files: ``on_files`` makes one from the other,
 and makes the application's fixes in ``fixed/wild/`` into fixes of these.
 """
@@ -13,6 +14,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 
+_DOCSTRING = ('"""Sessions in Django\'s cache session engine, used the way a Django view uses them.\n\n'
+              'Written against Django 5.2 (``django.contrib.sessions.backends.cache`` on\n'
+              '``LocMemCache``). Each call is one request: it builds a ``SessionStore`` for')
 # store in tests/wild_stores -> (the store in buggy/ and fixed/ it moves onto files, the edits that do it)
 EDITS: dict[str, tuple[str, list[tuple[str, str]]]] = {
     "flask_filesystem": ("flask_cachelib", [
@@ -33,11 +37,10 @@ EDITS: dict[str, tuple[str, list[tuple[str, str]]]] = {
          "    def close(self) -> None:\n        self._closed = True\n        self._folder.cleanup()"),
     ]),
     "django_file": ("django_cache", [
-        ('"""Sessions in Django\'s cache session engine, used the way a Django view uses them.\n\n'
-         'Written against Django 5.2 (``django.contrib.sessions.backends.cache`` on\n``LocMemCache``).',
-         '"""Sessions in Django\'s file session engine, used the way a Django view uses them.\n\n'
+        (_DOCSTRING, '"""Sessions in Django\'s file session engine, used the way a Django view uses them.\n\n'
          'Written against Django 5.2 (``django.contrib.sessions.backends.file``: one file\n'
-         'per session in the application\'s session folder).'),
+         'per session in the application\'s session folder). Each call is one request:\n'
+         'it builds a ``SessionStore`` for'),
         ("import threading\nimport time\n", "import tempfile\nimport threading\nimport time\n"),
         ("if not settings.configured:  # the application's settings: sessions in a local-memory cache",
          "if not settings.configured:  # the application's settings: sessions in files"),
@@ -63,6 +66,31 @@ EDITS: dict[str, tuple[str, list[tuple[str, str]]]] = {
          "    def close(self) -> None:\n        self._closed = True",
          "        return 0  # a deleted session's file is removed at once: nothing waits to be released\n\n"
          "    def close(self) -> None:\n        self._closed = True\n        self._folder.cleanup()"),
+    ]),
+    "django_db": ("django_cache", [
+        (_DOCSTRING, '"""Sessions in Django\'s database session engine on SQLite, used the way a Django view\n'
+         'uses them.\n\nWritten against Django 5.2 (``django.contrib.sessions.backends.db``: one row\n'
+         'per session in the ``django_session`` table of a SQLite file). Each call is one\n'
+         'request: it builds a ``SessionStore`` for'),
+        ("import threading\nimport time\n", "import tempfile\nimport threading\nimport time\n"),
+        ("if not settings.configured:  # the application's settings: sessions in a local-memory cache",
+         '_DATABASE = tempfile.TemporaryDirectory(prefix="sessions-")\n'
+         "if not settings.configured:  # the application's settings: sessions in a SQLite database"),
+        ('        SESSION_ENGINE="django.contrib.sessions.backends.cache",\n'
+         '        CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache",\n'
+         '                            "LOCATION": "sessions", "TIMEOUT": None,\n'
+         '                            "OPTIONS": {"MAX_ENTRIES": 10_000_000}}},\n    )\n    django.setup()\n',
+         '        SESSION_ENGINE="django.contrib.sessions.backends.db",\n'
+         '        DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": f"{_DATABASE.name}/db.sqlite3"}},\n'
+         '    )\n    django.setup()\n    from django.core.management import call_command\n\n'
+         '    call_command("migrate", "sessions", verbosity=0)  # the application\'s deployment creates the table\n'),
+        ("from django.contrib.sessions.backends.cache import SessionStore  # noqa: E402",
+         "from django.contrib.sessions.backends.db import SessionStore  # noqa: E402"),
+        ('cache session engine on LocMemCache"', 'database session engine on SQLite"'),
+        ('    """Sessions in Django\'s cache session engine; each call is one request."""',
+         '    """Sessions in Django\'s database session engine; each call is one request."""'),
+        ("        return 0  # a deleted session leaves the cache at once: nothing waits to be released",
+         "        return 0  # a deleted session's row is deleted at once: nothing waits to be released"),
     ]),
 }
 

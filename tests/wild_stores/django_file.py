@@ -1,7 +1,8 @@
 """Sessions in Django's file session engine, used the way a Django view uses them.
 
 Written against Django 5.2 (``django.contrib.sessions.backends.file``: one file
-per session in the application's session folder). Each call is one request: it builds a ``SessionStore`` for
+per session in the application's session folder). Each call is one request:
+it builds a ``SessionStore`` for
 the session key, reads the session, changes it, and saves the whole of it
 back, which is what ``SessionMiddleware`` does around every view. The
 counters of ``get_stats`` are the application's own bookkeeping.

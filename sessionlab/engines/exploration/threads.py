@@ -89,7 +89,8 @@ def explore(scenario: RaceScenario, implementation: Implementation) -> RaceRepor
     try:
         found = explore_workers(implementation, setup, [worker.run for worker in scenario.workers], invariant,
                                 names=[f"thread {n} ({worker.label})" for n, worker in enumerate(scenario.workers)],
-                                clock=PERSISTENT_CLOCK if scenario.bug.track == 2 else "real")
+                                clock=PERSISTENT_CLOCK if scenario.bug.track == 2 else "real",
+                                io=scenario.bug.track != 2)
     finally:
         for state in states:  # files a scenario made, even of an execution that never ended
             if "folder" in state.seen:
