@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from wild_stores import HERE, ROOT, on_files
+from wild_stores import ROOT, on_files
 
 from sessionlab import catalogue
 from sessionlab.engines import exploration
@@ -39,15 +39,16 @@ FIGURE = {"lost-updates": "was lost", "lost-increments": "1 of 2 lost",
           "stats-drift": "2 of the 2 logouts of one session succeeded"}
 
 
-@pytest.mark.parametrize("store", STORES)
-def test_each_store_is_its_store_in_buggy_moved_onto_files(store):
-    assert (HERE / f"{store}.py").read_text(encoding="utf-8") == on_files(store)
+def _written(tmp_path: Path, store: str, tree: str = "buggy") -> Path:
+    path = tmp_path / f"{store}.py"
+    path.write_text(on_files(store, tree), encoding="utf-8")
+    return path
 
 
 @pytest.mark.parametrize("slug", BUGS)
 @pytest.mark.parametrize("store", STORES)
-def test_a_race_through_the_session_file_is_found(store, slug):
-    report = threads.explore(catalogue.home(slug).race, load(str(HERE / f"{store}.py")))
+def test_a_race_through_the_session_file_is_found(tmp_path, store, slug):
+    report = threads.explore(catalogue.home(slug).race, load(str(_written(tmp_path, store))))
     assert not report.held, f"{store}: {report.message}"
     assert FIGURE[slug] in report.figure.summary, report.figure.summary
 
@@ -55,9 +56,7 @@ def test_a_race_through_the_session_file_is_found(store, slug):
 @pytest.mark.parametrize("slug", BUGS)
 @pytest.mark.parametrize("store", STORES)
 def test_the_application_fix_holds_over_every_interleaving_of_the_files(tmp_path, store, slug):
-    path = tmp_path / f"{store}.py"
-    path.write_text(on_files(store, "fixed"), encoding="utf-8")
-    report = threads.explore(catalogue.home(slug).race, load(str(path)))
+    report = threads.explore(catalogue.home(slug).race, load(str(_written(tmp_path, store, "fixed"))))
     assert report.held and report.complete, f"{store}: {report.message}"
     assert report.explored >= 2, report.message
 
@@ -83,7 +82,7 @@ def _race(slug: str, *paths: Path) -> list[dict]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("slug", ["lost-updates", "lost-increments"])
-def test_a_race_through_the_session_row_is_found(slug):
-    [report] = _race(slug, HERE / "django_db.py")
+def test_a_race_through_the_session_row_is_found(tmp_path, slug):
+    [report] = _race(slug, _written(tmp_path, "django_db"))
     assert not report["held"], report["message"]
     assert FIGURE[slug] in report["message"], report["message"]

@@ -1,10 +1,10 @@
 """Session layers on engines whose state lives in files or a database, written as applications write them.
 
-``flask_filesystem.py`` is Flask-Session on cachelib's FileSystemCache,
-``django_file.py`` Django's file session engine, ``django_db.py`` Django's
-database session engine on a SQLite file. Each is the store of the same
-name in ``buggy/wild/`` moved onto files: ``on_files`` makes one from the other,
-and makes the application's fixes in ``fixed/wild/`` into fixes of these.
+``flask_filesystem`` is Flask-Session on cachelib's FileSystemCache,
+``django_file`` Django's file session engine, ``django_db`` Django's database
+session engine on a SQLite file. Each is a store of ``buggy/wild/`` moved onto
+files or a database: ``on_files`` writes its source from that store, and from
+``fixed/wild/`` the same store with the application's fixes.
 """
 
 from __future__ import annotations

@@ -68,7 +68,6 @@ def _with_store_cursors(make_class: Callable[..., type]) -> Callable[..., type]:
         traced.cursor = cursor
         return traced
 
-    connection_class._sessionlab_original = make_class  # type: ignore[attr-defined]
     return connection_class
 
 
@@ -76,7 +75,6 @@ def _without_busy_wait(connect: Callable[..., Any]) -> Callable[..., Any]:
     def seen(database: Any, timeout: float = 5.0, *args: Any, **kwargs: Any) -> Any:
         return connect(database, 0.0, *args, **kwargs)
 
-    seen._sessionlab_original = connect  # type: ignore[attr-defined]
     return seen
 
 

@@ -335,9 +335,10 @@ def explore_workers(
                 f"schedules drawn at random held; not every interleaving was run, so nothing is proven"
             ) from None
     seconds_taken = time.perf_counter() - started
-    unseen = ("the database's statements and the files" if not io else "", *(
-        f"{call} (a call on a file descriptor)" for call in unseen_calls()))
-    scope = replace(scope, untraced=scope.untraced + tuple(what for what in unseen if what))
+    unseen = [f"{call} (a call on a file descriptor)" for call in unseen_calls()]
+    if not io:
+        unseen.insert(0, "the database's statements and the files")
+    scope = replace(scope, untraced=scope.untraced + tuple(unseen))
     if result.property_holds is None:
         raise RuntimeError(f"the exploration was inconclusive: {result.inconclusive_reason}")
     if result.property_holds:
