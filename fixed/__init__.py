@@ -3,5 +3,6 @@
 
 from .manager import SessionManager
 from .persistent import PersistentSessionManager
+from .redis_store import RedisSessionManager
 
-__all__ = ["PersistentSessionManager", "SessionManager"]
+__all__ = ["PersistentSessionManager", "RedisSessionManager", "SessionManager"]

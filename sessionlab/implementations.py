@@ -119,6 +119,12 @@ class Implementation:
     def new(self, class_name: str, **options: object) -> Any:
         """A new manager of the named class: SessionManager, or PersistentSessionManager for track 2."""
         manager = getattr(self.module, class_name, None)
+        if class_name == "RedisSessionManager" and "url" not in options:
+            # A node with nothing said of its server: the lab's throwaway redis-server, and a
+            # namespace of its own, so a new node starts on an empty store as a new manager does.
+            from sessionlab.servers import redis_server
+
+            options = {**redis_server.node_options(), **options}
         if not callable(manager):
             raise ImplementationError(
                 f"{self.name!r} ({self.module.__name__}) defines no {class_name}: the bugs of this track "

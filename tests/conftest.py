@@ -33,3 +33,20 @@ def pytest_collection_finish(session):
         if start is not None and module not in started:
             started.add(module)
             start()
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """A throwaway redis-server on a free loopback port for this test process, stopped at the end;
+    every node made without a URL uses it. Without redis-server the test skips, saying how to install it."""
+    from sessionlab.servers import redis_server
+
+    why = redis_server.missing()
+    if why:
+        pytest.skip(why)
+    with redis_server.RedisServer() as server:
+        redis_server.use(server.url)
+        try:
+            yield server.url
+        finally:
+            redis_server.use("")

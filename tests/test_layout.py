@@ -13,6 +13,7 @@ import only the layers below it, and a module of its own package:
     engines                    stress, exploration, linearizability, the id attacker
     reports                    what the engines found, drawn
     bug, figure, implementations   the words every layer shares
+    servers                    throwaway servers (redis-server) for the tracks that outgrow one machine
     api                        the contract the managers implement
 """
 
@@ -44,10 +45,11 @@ LAYERS = (
     ("sessionlab.engines",),
     ("sessionlab.reports",),
     ("sessionlab.bug", "sessionlab.figure", "sessionlab.implementations"),
+    ("sessionlab.servers",),
     ("sessionlab.api",),
 )
 TOP_MODULES = {"__init__", "__main__", "api", "bug", "catalogue", "figure", "implementations", "pytest_plugin"}
-TOP_PACKAGES = {"bench", "bugs", "cli", "engines", "judge", "learner", "reports", "web"}
+TOP_PACKAGES = {"bench", "bugs", "cli", "engines", "judge", "learner", "reports", "servers", "web"}
 MAX_LINES = 400
 
 

@@ -121,6 +121,12 @@ class Scope:
         return text
 
 
+# Clients frontrun sees command by command (its Redis key-level detection wraps redis-py's
+# execute_command and Pipeline.execute): each command is shared state of the search, the client's
+# own code is not traced (a node's connection pool is its own), and the scope says so.
+BY_COMMAND = {"redis": "redis (every command it sent was seen, its own code was not traced)"}
+
+
 def dependencies(module: ModuleType) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The third-party packages an implementation uses: (pure Python ones, ones with C code).
 
@@ -137,7 +143,7 @@ def dependencies(module: ModuleType) -> tuple[tuple[str, ...], tuple[str, ...]]:
             origin = value.__name__ if isinstance(value, ModuleType) else getattr(value, "__module__", None)
             if isinstance(origin, str) and origin:
                 names.add(origin.split(".")[0])
-    skip = set(sys.stdlib_module_names) | {own, "sessionlab", "frontrun", "builtins", "__future__"}
+    skip = set(sys.stdlib_module_names) | {own, "sessionlab", "frontrun", "builtins", "__future__"} | set(BY_COMMAND)
     python, native = [], []
     for name in sorted(names - skip):
         if name.startswith("_sessionlab_impl_") or name.startswith("_"):
@@ -159,10 +165,18 @@ def scope_of(implementation: Implementation) -> tuple[list[str], Scope]:
     for name in python:
         patterns += [name, f"{name}.*"]
     patterns += list(TRACING.extra)
-    untraced = tuple(f"{name} (C code)" for name in native)
+    untraced = tuple(f"{name} (C code)" for name in native) + _by_command(implementation.module)
     if not TRACING.dependencies:
         untraced += tuple(dependencies(implementation.module)[0])
     return patterns, Scope(tuple(python) + TRACING.extra, untraced)
+
+
+def _by_command(module: ModuleType) -> tuple[str, ...]:
+    """The clients of BY_COMMAND an implementation's modules import."""
+    modules = [module] + [m for name, m in list(sys.modules.items())
+                          if name.startswith(module.__name__ + ".") and m is not None]
+    used = {value.__name__ for mod in modules for value in list(vars(mod).values()) if isinstance(value, ModuleType)}
+    return tuple(text for name, text in BY_COMMAND.items() if name in used)
 
 
 @dataclass(frozen=True)
