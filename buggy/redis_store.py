@@ -30,7 +30,6 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from sessionlab.api import (
-    MAX_METADATA_KEYS,
     InvalidInput,
     MetadataValue,
     Session,
@@ -53,26 +52,6 @@ _META = "m:"  # the prefix of a metadata key's field
 # How often a logout retries a transaction another node's write aborted.
 _WATCH_RETRIES = 16
 
-# Sets one field of a live session, and refreshes its expiry; -1: no such session, -2: too many keys.
-# KEYS[1] the session; ARGV: the field, its value, the time, the ttl in ms, the key limit, len(_FIELDS).
-_SET_FIELD = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0
-   and redis.call('HLEN', KEYS[1]) - tonumber(ARGV[6]) >= tonumber(ARGV[5]) then return -2 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2], 'last_accessed', ARGV[3])
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-return 0
-"""
-# Counts one access to a live session, and refreshes its expiry; -1: no such session.
-# KEYS[1] the session; ARGV: the time, the ttl in ms.
-_COUNT_ACCESS = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-local count = redis.call('HINCRBY', KEYS[1], 'access_count', 1)
-redis.call('HSET', KEYS[1], 'last_accessed', ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return count
-"""
-
 
 class RedisSessionManager:
     """Creates, reads, updates and deletes sessions kept in one Redis, for any number of nodes."""
@@ -94,8 +73,6 @@ class RedisSessionManager:
             url, decode_responses=True, socket_timeout=timeout, socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 0))
         self._redis = redis.Redis(connection_pool=self._pool)
-        self._set_field = self._redis.register_script(_SET_FIELD)
-        self._count_access = self._redis.register_script(_COUNT_ACCESS)
         # Guards self._closed and self._final.
         self._lock = threading.Lock()
         self._closed = False

@@ -25,7 +25,7 @@ class Bug:
     slug: str  # the bug's name everywhere: CLI argument, FIX(<slug>) comments, exercise folder
     title: str
     bug_class: str
-    track: int  # 1: in-memory SessionManager; 2: persistent manager
+    track: int  # 1: in-memory SessionManager; 2: persistent manager; 4: Redis nodes (3 is the stores in the wild)
     mistake: str  # what the code does wrong
     symptom: str  # what a user sees
     scenario: str  # how the lab observes it

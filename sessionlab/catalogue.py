@@ -25,15 +25,20 @@ from sessionlab.bug import (  # noqa: F401  (re-exported: the catalogue's vocabu
 from sessionlab.bugs import (
     cleanup_leak,
     close_order,
+    counter_get_set,
     cross_process_increment,
     expiry_race,
     id_collision,
     lock_order_deadlock,
     lost_increments,
     lost_updates,
+    resurrected_logout,
+    session_overwrite,
     shared_snapshot,
     stale_cache,
     stats_drift,
+    ttl_second_step,
+    watch_shared_connection,
 )
 from sessionlab.figure import Figure
 
@@ -46,6 +51,7 @@ if TYPE_CHECKING:
 MODULES: tuple[ModuleType, ...] = (
     lost_updates, lost_increments, cleanup_leak, stats_drift, id_collision, shared_snapshot,
     stale_cache, expiry_race, lock_order_deadlock, cross_process_increment, close_order,
+    session_overwrite, counter_get_set, resurrected_logout, ttl_second_step, watch_shared_connection,
 )
 
 

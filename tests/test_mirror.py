@@ -24,7 +24,7 @@ def test_the_packages_hold_the_same_files():
 
 def test_every_fix_is_marked_inside_the_functions_of_its_bug():
     marked = {}
-    for name in ("manager.py", "persistent.py"):
+    for name in ("manager.py", "persistent.py", "redis_store.py"):
         path = ROOT / "fixed" / name
         functions = workspace.functions(path)
         for number, line in enumerate(path.read_text().splitlines(), 1):
@@ -80,3 +80,23 @@ def test_the_persistent_diff_touches_only_the_functions_that_carry_a_fix():
         for side, number, line in changed:
             assert owner(places[side], number) in fixed_functions, \
                 f"{side}/persistent.py:{number} changes outside a fixed function: {line!r}"
+
+
+def test_the_redis_diff_touches_only_imports_the_scripts_and_the_functions_that_carry_a_fix():
+    before, after = ROOT / "buggy" / "redis_store.py", ROOT / "fixed" / "redis_store.py"
+    places = {"buggy": workspace.functions(before), "fixed": workspace.functions(after)}
+    text = after.read_text()
+    fixed_functions = {owner(places["fixed"], number) for number, line in enumerate(text.splitlines(), 1)
+                       if FIX.search(line)}
+    assert len(fixed_functions) == 4, fixed_functions  # five bugs: resurrected-logout shares two of them
+    old, new = before.read_text().splitlines(), text.splitlines()
+    allowed = fixed_functions | {"RedisSessionManager.__init__"}  # where fixed registers its scripts
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=old, b=new, autojunk=False).get_opcodes():
+        if tag == "equal":
+            continue
+        changed = [("buggy", n + 1, old[n]) for n in range(i1, i2)] + [("fixed", n + 1, new[n]) for n in range(j1, j2)]
+        for side, number, line in changed:
+            where = owner(places[side], number)
+            if where is None:  # outside every function: the module's docstring, imports and Lua scripts
+                continue
+            assert where in allowed, f"{side}/redis_store.py:{number} changes outside a fixed function: {line!r}"

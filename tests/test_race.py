@@ -57,7 +57,8 @@ def races() -> list[str]:
     """The races whose bad interleaving ends (a deadlock is reported as a Hang: test_persistent_races)."""
     from sessionlab.bug import DEADLOCK
 
-    return [home.bug.slug for home in catalogue.races() if home.bug.bug_class != DEADLOCK]
+    return [home.bug.slug for home in catalogue.races()
+            if home.bug.bug_class != DEADLOCK and home.bug.track < 4]  # track 4's: tests/test_redis_races.py
 
 
 @pytest.fixture(scope="module")
@@ -125,6 +126,6 @@ def test_lost_updates_report_names_the_lost_key(reports):
 def test_cleanup_leak_is_not_a_race():
     home = catalogue.home("cleanup-leak")
     assert home.race is None and home.explore is None and not home.explorable
-    assert [h.bug.slug for h in catalogue.races()] == [
+    assert [h.bug.slug for h in catalogue.races() if h.bug.track < 4] == [
         "lost-updates", "lost-increments", "stats-drift", "id-collision", "shared-snapshot",
         "stale-cache", "expiry-race", "lock-order-deadlock"]

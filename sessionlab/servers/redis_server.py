@@ -3,8 +3,8 @@
 ``RedisServer`` starts one (``with RedisServer() as server: server.url``) and
 stops it, folder and all, when the block ends, on Ctrl-C too. ``node_options``
 gives a new node what it needs: the process's one throwaway server (started on
-first use, stopped when the process exits, and by the kernel if the process
-dies) or the server ``use`` named, and a namespace of its own. Where no
+first use, stopped when the process exits, Ctrl-C included) or the server
+``use`` named, and a namespace of its own. Where no
 ``redis-server`` is installed, ``missing()`` says so in one line, with the
 command that installs it. Nothing here ever starts a server on, or connects
 to, an address other than 127.0.0.1, unless ``use`` is given another.
@@ -17,8 +17,6 @@ import itertools
 import os
 import secrets
 import shutil
-import signal
-import sys
 import threading
 import socket
 import subprocess
@@ -77,8 +75,7 @@ class RedisServer:
                 ["redis-server", "--port", str(self.port), "--bind", HOST, "--dir", str(self.folder),
                  "--save", "", "--appendonly", "no", "--protected-mode", "yes", "--daemonize", "no",
                  "--logfile", str(self.folder / "redis.log")],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             if self._answers():
                 return self
             self._end()
@@ -126,15 +123,6 @@ class RedisServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
-
-
-def _die_with_parent() -> None:
-    """In the server's process, before redis-server runs: end it when the lab's process ends,
-    however that ends (SIGKILL included)."""
-    import ctypes
-
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 # The server every node of this process uses when none is named: started on first use.
