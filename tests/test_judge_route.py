@@ -19,6 +19,7 @@ import pytest
 from sessionlab import catalogue
 from sessionlab.engines import exploration
 from sessionlab.judge import checks
+from sessionlab.servers import redis_server
 
 # The bug whose whole judge runs on fixed/ in the self-test: a quick one.
 SELF_TEST_ON_FIXED = {"stats-drift"}
@@ -58,6 +59,8 @@ def test_the_judge_finds_the_bug_fixed(impl, bug, request):
     if impl.name == "fixed" and request.config.getoption("--impl") is None and bug.slug not in SELF_TEST_ON_FIXED:
         pytest.skip(f"the self-test judges fixed/ whole on {', '.join(sorted(SELF_TEST_ON_FIXED))} only "
                     "(pytest --impl fixed judges every bug)")
+    if bug.track == 4 and redis_server.missing():
+        pytest.skip(redis_server.missing())
     verdict = checks.judge(bug, impl)
     if verdict.status == checks.UNPROVEN and not exploration.frontrun_available()[0]:
         pytest.skip(f"{checks.UNPROVEN}: {verdict.evidence}")

@@ -36,6 +36,7 @@ from sessionlab.engines.stress import Scenario
 from sessionlab.figure import Figure
 from sessionlab.implementations import CodeError, Implementation
 from sessionlab.judge import contract, graft, pairs, persistent_pairs
+from sessionlab.servers import redis_server
 
 DETERMINISTIC, STRESS = "deterministic", "stress"
 
@@ -281,7 +282,12 @@ def judge(bug: Bug, implementation: Implementation, *, stress_too: bool = True,
     # graft). Track 1's pairs say whose a failure is instead (pairs.OWNERS).
     if bug.track == 2:
         implementation, _ = graft.others_solved(bug, implementation)
+    # Track 4 runs on a real Redis: without redis-server every check is skipped, saying how to install it.
+    unavailable = redis_server.missing() if bug.track == 4 else ""
     for check in checks_for(catalogue.home(bug)):
+        if unavailable:
+            results.append(Result(check, SKIPPED, unavailable, 0.0))
+            continue
         if check.kind == STRESS and not stress_too:
             continue
         if check.needs_frontrun and not available:
