@@ -57,11 +57,14 @@ class RedisSessionManager:
     """Creates, reads, updates and deletes sessions kept in one Redis, for any number of nodes."""
 
     def __init__(self, url: str = "redis://127.0.0.1:6379/0", *, namespace: str = "sessionlab:",
-                 ttl: float = 1800.0, clock: Callable[[], float] = time.time, timeout: float = 5.0):
+                 ttl: float = 1800.0, clock: Callable[[], float] = time.time, timeout: float = 5.0,
+                 name: str = ""):
         if type(url) is not str or not url.startswith(("redis://", "rediss://", "unix://")):
             raise InvalidInput("url must be a redis://, rediss:// or unix:// URL")
         if type(namespace) is not str or not namespace:
             raise InvalidInput("namespace must be a non-empty string")
+        if type(name) is not str or not all(c.isalnum() or c in "-_" for c in name):
+            raise InvalidInput("name must be letters, digits, '-' and '_' (what CLIENT LIST shows of this node)")
         if not ttl > 0 or not timeout > 0:
             raise InvalidInput("ttl and timeout must be positive numbers of seconds")
         self._clock = clock
@@ -71,7 +74,7 @@ class RedisSessionManager:
         # No command is ever sent twice: a retry after a timeout could count an access twice.
         self._pool = redis.ConnectionPool.from_url(
             url, decode_responses=True, socket_timeout=timeout, socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0))
+            retry=Retry(NoBackoff(), 0), client_name=name or None)
         self._redis = redis.Redis(connection_pool=self._pool)
         # Guards self._closed and self._final.
         self._lock = threading.Lock()

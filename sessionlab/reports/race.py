@@ -97,6 +97,8 @@ class RaceReport:
         lines += wrap(_sentence(self.headline), width, "  ")
         if self.why:
             lines += wrap(f"Why: {_sentence(self.why)}", width, "  ", "       ")
+        if self.figure is not None and self.figure.history:  # what the store saw: a server's commands
+            lines += ["", *self.figure.history.splitlines()]
         lines += ["", *self._scenario(width)]
         lines += wrap(f"Found after exploring {plural(self.explored, 'interleaving')} ({self.seconds:.2f} s).",
                       width)

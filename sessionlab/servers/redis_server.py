@@ -27,6 +27,7 @@ from pathlib import Path
 HOST = "127.0.0.1"
 # How long a starting server may take to answer PING before the start counts as failed.
 START_SECONDS = 10.0
+COMMANDS_KEPT = 10_000  # the slow log's length: a scenario's commands, and some
 INSTALL = "apt-get install -y redis-server (Debian, Ubuntu) or brew install redis (macOS)"
 
 
@@ -74,6 +75,9 @@ class RedisServer:
             self._process = subprocess.Popen(
                 ["redis-server", "--port", str(self.port), "--bind", HOST, "--dir", str(self.folder),
                  "--save", "", "--appendonly", "no", "--protected-mode", "yes", "--daemonize", "no",
+                 # every command in the slow log, in the order the server ran it, with its client's name:
+                 # how a race report shows each node's commands
+                 "--slowlog-log-slower-than", "0", "--slowlog-max-len", str(COMMANDS_KEPT),
                  "--logfile", str(self.folder / "redis.log")],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             if self._answers():
