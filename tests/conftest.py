@@ -37,13 +37,17 @@ def pytest_collection_finish(session):
 
 @pytest.fixture(scope="session")
 def redis_url():
-    """A throwaway redis-server on a free loopback port for this test process, stopped at the end;
-    every node made without a URL uses it. Without redis-server the test skips, saying how to install it."""
+    """A throwaway redis-server on a free loopback port for this test process, stopped at the end (or the
+    server SESSIONLAB_REDIS_URL names); every node made without a URL uses it. Without redis-server the
+    test skips, saying how to install it."""
     from sessionlab.servers import redis_server
 
     why = redis_server.missing()
     if why:
         pytest.skip(why)
+    if os.environ.get(redis_server.URL_VARIABLE):  # an existing server, named by the environment
+        yield os.environ[redis_server.URL_VARIABLE]
+        return
     with redis_server.RedisServer() as server:
         redis_server.use(server.url)
         try:

@@ -7,7 +7,13 @@ tests skip with one line saying how to install it.
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import redis
@@ -139,9 +145,8 @@ def test_a_closed_node_refuses_calls_and_still_answers_its_stats(impl, redis_url
 
 
 def test_the_throwaway_server_listens_on_loopback_only_and_leaves_nothing_behind():
-    why = redis_server.missing()
-    if why:
-        pytest.skip(why)
+    if shutil.which("redis-server") is None:
+        pytest.skip(f"no redis-server binary on PATH: {redis_server.INSTALL}")
     server = redis_server.RedisServer().start()
     folder, port = server.folder, server.port
     raw = redis.Redis(host="127.0.0.1", port=port)
@@ -150,5 +155,43 @@ def test_the_throwaway_server_listens_on_loopback_only_and_leaves_nothing_behind
     raw.close()
     server.stop()
     assert not folder.exists()
-    with pytest.raises(redis.ConnectionError):
-        redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.5).ping()
+    with pytest.raises(ConnectionRefusedError):  # the server is gone: nothing listens on its port
+        socket.create_connection(("127.0.0.1", port), timeout=0.5)
+
+
+@pytest.mark.slow  # a pytest of its own: several seconds
+def test_without_redis_server_the_track_s_tests_skip_saying_how_to_install_it():
+    """A machine with no redis-server: the track's tests skip, each with the one line, and pass."""
+    root = Path(__file__).resolve().parent.parent
+    environment = {key: value for key, value in os.environ.items() if key != redis_server.URL_VARIABLE}
+    environment["PATH"] = ""  # no redis-server to be found
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-p", "no:xdist", "-rs",
+                             "tests/test_redis_store.py", "-k", "whole_contract or loopback"],
+                            cwd=root, env=environment, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-2000:]
+    assert "3 skipped" in result.stdout, result.stdout[-2000:]
+    assert "apt-get install -y redis-server" in result.stdout, result.stdout[-2000:]
+
+
+def test_without_redis_server_the_track_is_missing_in_one_line(monkeypatch):
+    monkeypatch.setattr(redis_server.shutil, "which", lambda name: None)
+    monkeypatch.delenv(redis_server.URL_VARIABLE, raising=False)
+    monkeypatch.setitem(redis_server._shared, "url", "")
+    why = redis_server.missing()
+    assert "redis-server" in why and "apt-get install -y redis-server" in why and "\n" not in why
+    with pytest.raises(redis_server.ServerUnavailable, match="apt-get install -y redis-server"):
+        redis_server.RedisServer().start()
+    monkeypatch.setenv(redis_server.URL_VARIABLE, "redis://127.0.0.1:6399/0")  # an existing server will do
+    assert redis_server.missing() == ""
+
+
+def test_without_redis_server_check_is_unproven_and_says_how_to_install_it(monkeypatch):
+    from sessionlab import catalogue, implementations
+    from sessionlab.judge import checks
+
+    monkeypatch.setattr(redis_server.shutil, "which", lambda name: None)
+    monkeypatch.delenv(redis_server.URL_VARIABLE, raising=False)
+    monkeypatch.setitem(redis_server._shared, "url", "")
+    verdict = checks.judge(catalogue.find("counter-get-set"), implementations.load("fixed"))
+    assert verdict.status == checks.UNPROVEN, verdict.status
+    assert "apt-get install -y redis-server" in verdict.evidence and "\n" not in verdict.evidence

@@ -28,6 +28,7 @@ HOST = "127.0.0.1"
 # How long a starting server may take to answer PING before the start counts as failed.
 START_SECONDS = 10.0
 COMMANDS_KEPT = 10_000  # the slow log's length: a scenario's commands, and some
+URL_VARIABLE = "SESSIONLAB_REDIS_URL"  # an existing server to use instead of a throwaway one
 INSTALL = "apt-get install -y redis-server (Debian, Ubuntu) or brew install redis (macOS)"
 
 
@@ -36,12 +37,13 @@ class ServerUnavailable(RuntimeError):
 
 
 def missing() -> str:
-    """Why the Redis track cannot run here, in one line; empty when redis-server and redis-py are there."""
+    """Why the Redis track cannot run here, in one line; empty when it can (redis-py, and redis-server
+    or a server named by SESSIONLAB_REDIS_URL)."""
     try:
         import redis  # noqa: F401
     except ImportError:
         return "the Redis track needs redis-py: pip install -e '.[test]'"
-    if shutil.which("redis-server") is None:
+    if shutil.which("redis-server") is None and not (_shared["url"] or os.environ.get(URL_VARIABLE)):
         return f"the Redis track needs a redis-server binary, not found on PATH: {INSTALL}"
     return ""
 
@@ -66,9 +68,8 @@ class RedisServer:
         return f"redis://{HOST}:{self.port}/0"
 
     def start(self) -> RedisServer:
-        why = missing()
-        if why:
-            raise ServerUnavailable(why)
+        if shutil.which("redis-server") is None:
+            raise ServerUnavailable(f"no redis-server binary on PATH: {INSTALL}")
         self.folder = Path(tempfile.mkdtemp(prefix="sessionlab-redis-"))
         for _ in range(3):  # a port found free can be taken before the server binds it
             self.port = free_port()
@@ -143,10 +144,12 @@ def use(url: str) -> None:
 
 
 def shared_url() -> str:
-    """The URL of the server nodes use: the one ``use`` named, or this process's throwaway one."""
+    """The URL of the server nodes use: the one ``use`` named, else SESSIONLAB_REDIS_URL's, else this
+    process's throwaway one."""
     with _shared_lock:
-        if _shared["url"]:
-            return str(_shared["url"])
+        named = _shared["url"] or os.environ.get(URL_VARIABLE, "")
+        if named:
+            return str(named)
         server = _shared["server"]
         if not isinstance(server, RedisServer) or _shared["pid"] != os.getpid():
             server = RedisServer().start()  # a forked child starts its own: its parent stops the first
