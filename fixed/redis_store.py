@@ -11,7 +11,7 @@ the active count is counted on the server, so every node reports the same.
 
 Redis runs one command at a time, so one command is atomic; two are not. Every
 change that depends on what the session holds is one command: a Lua script, or
-a transaction under WATCH on the connection that runs it.
+a MULTI/EXEC transaction whose own results say what it did.
 """
 
 from __future__ import annotations
@@ -49,8 +49,6 @@ log = logging.getLogger(__name__)
 
 _FIELDS = ("user_id", "username", "created_at", "last_accessed", "access_count")
 _META = "m:"  # the prefix of a metadata key's field
-# How often a logout retries a transaction another node's write aborted.
-_WATCH_RETRIES = 16
 
 # Sets one field of a live session, and refreshes its expiry; -1: no such session, -2: too many keys.
 # KEYS[1] the session; ARGV: the field, its value, the time, the ttl in ms, the key limit, len(_FIELDS).
@@ -172,25 +170,16 @@ class RedisSessionManager:
         self._check_open()
         key = self._key(session_id)
         with self._talking():
-            for _ in range(_WATCH_RETRIES):
-                with self._redis.pipeline() as tx:
-                    try:
-                        # FIX(watch-shared-connection): WATCH on the pipeline's own connection, the
-                        # one that runs the MULTI/EXEC; a WATCH sent on another connection of the
-                        # pool watches nothing, and two nodes both log the session out
-                        tx.watch(key)
-                        user_id = tx.hget(key, "user_id")
-                        if user_id is None:
-                            raise SessionNotFound(session_id)
-                        tx.multi()
-                        tx.delete(key)
-                        tx.execute()
-                        break
-                    except redis.WatchError:
-                        continue
-            else:
-                raise StoreError(f"the logout of session {session_tag(session_id)} was interrupted "
-                                 f"{_WATCH_RETRIES} times by writes of other nodes")
+            # FIX(watch-shared-connection): the read and the delete in one MULTI/EXEC, and DEL's count
+            # says whether this logout deleted the session: no WATCH is needed. A WATCH sent on
+            # another connection of the pool than the one that runs the EXEC watches nothing, and
+            # two nodes both log the session out (the other right fix: tx.watch, on the pipeline)
+            with self._redis.pipeline(transaction=True) as tx:
+                tx.hget(key, "user_id")
+                tx.delete(key)
+                user_id, deleted = tx.execute()
+            if not deleted:
+                raise SessionNotFound(session_id)
         log.info("logout: session %s for user %r", session_tag(session_id), user_id)
 
     def get_stats(self) -> Stats:

@@ -192,6 +192,31 @@ def delete_session(self, session_id):
     log.info("logout: session %s for user %r", session_tag(session_id), user_id)
 '''
 
+# WATCH on the pipeline, whose connection runs the MULTI/EXEC, with a bounded retry.
+DELETE_WATCH_ON_THE_PIPELINE = '''
+def delete_session(self, session_id):
+    check_session_id(session_id)
+    self._check_open()
+    key = self._key(session_id)
+    with self._talking():
+        for _ in range(_WATCH_RETRIES):
+            with self._redis.pipeline() as tx:
+                try:
+                    tx.watch(key)
+                    user_id = tx.hget(key, "user_id")
+                    if user_id is None:
+                        raise SessionNotFound(session_id)
+                    tx.multi()
+                    tx.delete(key)
+                    tx.execute()
+                    break
+                except redis.WatchError:
+                    continue
+        else:
+            raise StoreError("the logout was interrupted too often")
+    log.info("logout: session %s for user %r", session_tag(session_id), user_id)
+'''
+
 # MULTI without WATCH: the read before it is not part of the transaction.
 DELETE_MULTI_WITHOUT_WATCH = '''
 def delete_session(self, session_id):
@@ -229,6 +254,8 @@ RIGHT = {  # (bug, method, source)
     "the login in one Lua script": ("ttl-second-step", "create_session", CREATE_ONE_SCRIPT),
     "a logout that counts what DEL deleted": ("watch-shared-connection", "delete_session",
                                               DELETE_COUNTS_WHAT_DEL_DELETED),
+    "a logout with WATCH on the pipeline and a retry": ("watch-shared-connection", "delete_session",
+                                                        DELETE_WATCH_ON_THE_PIPELINE),
 }
 WRONG = {  # (bug, method, source)
     "GET-merge-SET": ("session-overwrite", "update_session", UPDATE_GET_MERGE_SET),

@@ -89,7 +89,7 @@ def test_plain_output_fits_80_columns_has_no_colour_and_shows_progress(lab):
     assert sessionlab(lab, "start").returncode == 0
     result = sessionlab(lab, "list")
     table_lines = [line for line in result.stdout.splitlines() if re.match(r"\s+(->)?\s+\d+  ", line)]
-    assert len(table_lines) == 11 and all(len(line) <= 80 for line in result.stdout.splitlines())
+    assert len(table_lines) == len(catalogue.BUGS) and all(len(line) <= 80 for line in result.stdout.splitlines())
     result = sessionlab(lab, "observe", "lost-increments", "--impl", "fixed")  # 1.5-4 s of rounds
     assert not ESCAPE.search(result.stdout + result.stderr)
     # At most one plain line for the phase, and only if it ran over two seconds (test_progress_* time it).

@@ -316,6 +316,8 @@ def judged(tmp_path, name: str, slug: str, replacements: dict[str, str]) -> chec
 
 def test_every_exercise_has_one_correct_and_two_wrong_variants():
     for bug in catalogue.BUGS:
+        if bug.track == 4:  # the Redis track's held-out fixes: tests/redis_variants.py
+            continue
         assert bug.slug in CORRECT and len(WRONG.get(bug.slug, {})) >= 2, bug.slug
         touched = set(CORRECT[bug.slug]).union(*WRONG[bug.slug].values())
         assert touched <= set(bug.functions), f"{bug.slug} variants rewrite {touched - set(bug.functions)}"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sessionlab.bug import ATOMICITY_VIOLATION, Bug
-from sessionlab.bugs.redis_nodes import MANAGER, checked, new_state, on_node, stored
+from sessionlab.bugs.redis_nodes import MANAGER, SEEN, checked, new_state, on_node, stored
 from sessionlab.engines.exploration.threads import RaceScenario, State
 from sessionlab.figure import Figure
 
@@ -46,6 +46,7 @@ RACE = RaceScenario(
     checked(_both_counted),
     prepare=new_state,
     why="both nodes read the count before either wrote it back",
+    seen=SEEN,
 )
 
 CHECKS = ()

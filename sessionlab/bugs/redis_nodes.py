@@ -25,6 +25,9 @@ from sessionlab.implementations import Implementation
 from sessionlab.servers import redis_server
 
 MANAGER = "RedisSessionManager"
+# What a search of two nodes sees besides the store's code: every command each node sent (frontrun's
+# Redis key-level detection), not redis-py's own code (each node's connection pool is its own).
+SEEN = "every Redis command of both nodes seen as the server ran it (redis-py's own code not traced)"
 NODES = 2
 START = 1_700_000_000.0  # every node's clock stands here
 

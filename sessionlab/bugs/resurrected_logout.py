@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sessionlab.bug import ATOMICITY_VIOLATION, Bug
-from sessionlab.bugs.redis_nodes import MANAGER, checked, new_state, on_node, stored
+from sessionlab.bugs.redis_nodes import MANAGER, SEEN, checked, new_state, on_node, stored
 from sessionlab.engines.exploration.threads import RaceScenario, State, explore
 from sessionlab.figure import Figure
 from sessionlab.implementations import Implementation
@@ -51,6 +51,7 @@ def _logout_beside(label: str, call) -> RaceScenario:
         checked(_stays_logged_out),
         prepare=lambda implementation: new_state(implementation, (("cart", "1 book"),)),
         why="node 0 found the session, node 1 deleted it, then node 0 wrote it and so made it again",
+        seen=SEEN,
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sessionlab.bug import ATOMICITY_VIOLATION, Bug
-from sessionlab.bugs.redis_nodes import MANAGER, checked, new_state, on_node, stored
+from sessionlab.bugs.redis_nodes import MANAGER, SEEN, checked, new_state, on_node, stored
 from sessionlab.engines.exploration.threads import RaceScenario, State
 from sessionlab.figure import Figure
 
@@ -49,6 +49,7 @@ RACE = RaceScenario(
     checked(_both_kept),
     prepare=lambda implementation: new_state(implementation, (("cart", "empty"), ("theme", "light"))),
     why="both nodes read the whole session before either saved it; each saved every field it had read",
+    seen=SEEN,
 )
 
 CHECKS = ()

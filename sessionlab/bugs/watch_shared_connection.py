@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sessionlab.bug import ATOMICITY_VIOLATION, Bug
-from sessionlab.bugs.redis_nodes import MANAGER, checked, new_state, on_node, stored
+from sessionlab.bugs.redis_nodes import MANAGER, SEEN, checked, new_state, on_node, stored
 from sessionlab.engines.exploration.threads import RaceScenario, State
 from sessionlab.figure import Figure
 
@@ -49,6 +49,7 @@ RACE = RaceScenario(
     checked(_one_logout),
     prepare=new_state,
     why="both nodes found the session before either deleted it; no WATCH guarded their transactions",
+    seen=SEEN,
 )
 
 CHECKS = ()

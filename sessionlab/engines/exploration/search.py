@@ -123,8 +123,8 @@ class Scope:
 
 # Clients frontrun sees command by command (its Redis key-level detection wraps redis-py's
 # execute_command and Pipeline.execute): each command is shared state of the search, the client's
-# own code is not traced (a node's connection pool is its own), and the scope says so.
-BY_COMMAND = {"redis": "redis (every command it sent was seen, its own code was not traced)"}
+# own code is not traced (a node's connection pool is its own); a scenario that uses one says so.
+BY_COMMAND = ("redis",)
 
 
 def dependencies(module: ModuleType) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -165,18 +165,10 @@ def scope_of(implementation: Implementation) -> tuple[list[str], Scope]:
     for name in python:
         patterns += [name, f"{name}.*"]
     patterns += list(TRACING.extra)
-    untraced = tuple(f"{name} (C code)" for name in native) + _by_command(implementation.module)
+    untraced = tuple(f"{name} (C code)" for name in native)
     if not TRACING.dependencies:
         untraced += tuple(dependencies(implementation.module)[0])
     return patterns, Scope(tuple(python) + TRACING.extra, untraced)
-
-
-def _by_command(module: ModuleType) -> tuple[str, ...]:
-    """The clients of BY_COMMAND an implementation's modules import."""
-    modules = [module] + [m for name, m in list(sys.modules.items())
-                          if name.startswith(module.__name__ + ".") and m is not None]
-    used = {value.__name__ for mod in modules for value in list(vars(mod).values()) if isinstance(value, ModuleType)}
-    return tuple(text for name, text in BY_COMMAND.items() if name in used)
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,8 @@ class RaceScenario:
     prepare: Callable[[Implementation], State] | None = None
     # What went wrong between the threads, when the accesses cannot say it (SQL runs in C).
     why: str = ""
+    # What the search saw besides the code it traced (a server's commands), for the HOLDS line.
+    seen: str = ""
 
     def setup(self, implementation: Implementation) -> State:
         if self.prepare is not None:
@@ -95,9 +97,10 @@ def explore(scenario: RaceScenario, implementation: Implementation) -> RaceRepor
         for state in states:  # files a scenario made, even of an execution that never ended
             if "folder" in state.seen:
                 shutil.rmtree(state.seen["folder"], ignore_errors=True)
+    scope = found.scope.sentence(implementation.name) + (f"; {scenario.seen}" if scenario.seen else "")
     if found.held:
         return RaceReport(scenario.bug, implementation.name, scenario, True, found.explored, found.complete,
-                          found.seconds, scope=found.scope.sentence(implementation.name),
+                          found.seconds, scope=scope,
                           preemptions=found.preemptions, budget=MAX_EXECUTIONS)
     steps = masked(found.steps, {state.session_id for state in states})
     first_line = found.explanation.splitlines()[0] if found.explanation else "broke"
@@ -106,7 +109,7 @@ def explore(scenario: RaceScenario, implementation: Implementation) -> RaceRepor
         scenario.bug, implementation.name, scenario, False, found.explored, False, found.seconds,
         figure=figures[0] if figures else Figure(False, "?", "?", first_line),
         steps=steps, conflict=conflict, reproduced=found.reproduced,
-        schedule=found.schedule, explanation=found.explanation, scope=found.scope.sentence(implementation.name),
+        schedule=found.schedule, explanation=found.explanation, scope=scope,
         budget=MAX_EXECUTIONS,
     )
 
