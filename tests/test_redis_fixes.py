@@ -20,11 +20,6 @@ AVAILABLE, WHY = exploration.frontrun_available()
 pytestmark = [pytest.mark.skipif(not AVAILABLE, reason=WHY),
               pytest.mark.filterwarnings("ignore:Call WATCH from a Pipeline object")]
 DEFAULT = {"a logout that counts what DEL deleted", "MULTI without WATCH"}
-# Measured: two nodes each sending EXISTS, HINCRBY, HSET and PEXPIRE have more than 200 orders
-# frontrun 0.7 tells apart (HGET, HSET and PEXPIRE: 21; the reference's one script: 22), so the
-# search does not end within its 10 s; the fallback to sampled schedules then fails on the first
-# Redis command (frontrun's random strategy has no before_io), and the verdict is a crash, not FIXED.
-TOO_MANY_ORDERS = {"HINCRBY after EXISTS (counts right)"}
 
 
 def judged(bug: str, implementation) -> tuple[bool, str]:
@@ -44,10 +39,7 @@ def judged(bug: str, implementation) -> tuple[bool, str]:
 
 
 def marks(name: str) -> list:
-    found = [] if name in DEFAULT else [pytest.mark.slow]
-    if name in TOO_MANY_ORDERS:
-        found.append(pytest.mark.xfail(strict=True, reason="the search of this fix outlasts its bound (see above)"))
-    return found
+    return [] if name in DEFAULT else [pytest.mark.slow]
 
 
 @pytest.mark.parametrize("name", [pytest.param(name, marks=marks(name)) for name in RIGHT])

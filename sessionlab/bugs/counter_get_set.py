@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sessionlab.bug import ATOMICITY_VIOLATION, Bug
-from sessionlab.bugs.redis_nodes import MANAGER, SEEN, checked, new_state, on_node, stored
+from sessionlab.bugs.redis_nodes import MANAGER, SEEN, answer, checked, new_state, on_node, stored
 from sessionlab.engines.exploration.threads import RaceScenario, State
 from sessionlab.figure import Figure
 
@@ -30,7 +30,7 @@ BUG = Bug(
 
 def _both_counted(state: State) -> Figure:
     counted = (stored(state) or {}).get("access_count")
-    returned = sorted(state.seen.get(n) for n in (0, 1))
+    returned = sorted(answer(state, n) for n in (0, 1))
     if counted == "2" and returned == [1, 2]:
         return Figure(True, "2", "2", "2 accesses on 2 nodes, counted 2; the calls returned 1 and 2")
     return Figure(False, "2", str(counted),

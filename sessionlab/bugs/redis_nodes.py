@@ -41,11 +41,18 @@ def new_state(implementation: Implementation, metadata: tuple[tuple[str, str], .
     for key, value in metadata:
         nodes[0].update_session(session_id, key, value)
     return State(nodes[0], session_id, {"nodes": nodes, "namespace": options["namespace"], "url": options["url"],
+                                        "answers": [[] for _ in range(NODES)],
                                         "names": names, "since": _last_command(str(options["url"]))})
 
 
 def node(state: State, number: int) -> Any:
     return state.seen["nodes"][number]
+
+
+def answer(state: State, number: int) -> Any:
+    """What node number's call returned ("SessionNotFound" when it raised that; None: nothing yet)."""
+    answers = state.seen["answers"][number]
+    return answers[0] if answers else None
 
 
 def stored(state: State) -> dict[str, str] | None:
@@ -78,12 +85,13 @@ def on_node(number: int, label: str, call: Any, *, gone_is_an_answer: bool = Fal
     """A worker: node number makes one call on the session; what it returned goes in state.seen."""
 
     def run(state: State) -> None:
+        answer = state.seen["answers"][number]  # each node's own list: no write the nodes share
         try:
-            state.seen[number] = call(node(state, number), state.session_id)
+            answer.append(call(node(state, number), state.session_id))
         except Exception as exc:
             if not (gone_is_an_answer and isinstance(exc, SessionNotFound)):
                 raise
-            state.seen[number] = "SessionNotFound"
+            answer.append("SessionNotFound")
 
     return Worker(f"node {number}: {label}", run)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sessionlab.bug import ATOMICITY_VIOLATION, Bug
-from sessionlab.bugs.redis_nodes import MANAGER, SEEN, checked, new_state, on_node, stored
+from sessionlab.bugs.redis_nodes import MANAGER, SEEN, answer, checked, new_state, on_node, stored
 from sessionlab.engines.exploration.threads import RaceScenario, State, explore
 from sessionlab.figure import Figure
 from sessionlab.implementations import Implementation
@@ -31,7 +31,7 @@ BUG = Bug(
 
 def _stays_logged_out(state: State) -> Figure:
     held = stored(state)
-    if state.seen.get(1) == "SessionNotFound":
+    if answer(state, 1) == "SessionNotFound":
         return Figure(False, "logged out", "logout refused",
                       "node 1's logout answered SessionNotFound for a session that was there")
     if held is None:

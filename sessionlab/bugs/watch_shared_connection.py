@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sessionlab.bug import ATOMICITY_VIOLATION, Bug
-from sessionlab.bugs.redis_nodes import MANAGER, SEEN, checked, new_state, on_node, stored
+from sessionlab.bugs.redis_nodes import MANAGER, SEEN, answer, checked, new_state, on_node, stored
 from sessionlab.engines.exploration.threads import RaceScenario, State
 from sessionlab.figure import Figure
 
@@ -30,7 +30,7 @@ BUG = Bug(
 
 
 def _one_logout(state: State) -> Figure:
-    answers = [state.seen.get(n) for n in (0, 1)]
+    answers = [answer(state, n) for n in (0, 1)]
     shown = " and ".join("SessionNotFound" if answer == "SessionNotFound" else "logged out" for answer in answers)
     gone = stored(state) is None
     if sorted(map(str, answers)) == ["None", "SessionNotFound"] and gone:
