@@ -61,8 +61,8 @@ class RedisSessionManager:
                  name: str = ""):
         if type(url) is not str or not url.startswith(("redis://", "rediss://", "unix://")):
             raise InvalidInput("url must be a redis://, rediss:// or unix:// URL")
-        if type(namespace) is not str or not namespace:
-            raise InvalidInput("namespace must be a non-empty string")
+        if type(namespace) is not str or not namespace or not all(c.isalnum() or c in "-_:" for c in namespace):
+            raise InvalidInput("namespace must be letters, digits, '-', '_' and ':' (no pattern characters)")
         if type(name) is not str or not all(c.isalnum() or c in "-_" for c in name):
             raise InvalidInput("name must be letters, digits, '-' and '_' (what CLIENT LIST shows of this node)")
         if not ttl > 0 or not timeout > 0:

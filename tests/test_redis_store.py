@@ -195,3 +195,14 @@ def test_without_redis_server_check_is_unproven_and_says_how_to_install_it(monke
     verdict = checks.judge(catalogue.find("counter-get-set"), implementations.load("fixed"))
     assert verdict.status == checks.UNPROVEN, verdict.status
     assert "apt-get install -y redis-server" in verdict.evidence and "\n" not in verdict.evidence
+
+
+@pytest.mark.parametrize("options", [
+    {"url": "http://127.0.0.1:6379"}, {"url": 6379}, {"namespace": ""}, {"namespace": "site*"},
+    {"name": "node 1"}, {"ttl": 0}, {"ttl": -5.0}, {"timeout": 0},
+], ids=["scheme", "not-a-str", "empty-namespace", "pattern-namespace", "name", "zero-ttl", "negative-ttl",
+        "timeout"])
+def test_a_node_refuses_bad_options_before_connecting(impl, options):
+    manager = getattr(impl.module, MANAGER)
+    with pytest.raises(InvalidInput):
+        manager(**{"url": "redis://127.0.0.1:1/0", **options})
