@@ -19,6 +19,7 @@ from sessionlab.engines.bounded import Hang
 from sessionlab.engines.exploration import Inconclusive, threads
 from sessionlab.engines.stress import Observation, Scenario
 from sessionlab.figure import Figure
+from sessionlab.servers import redis_server
 
 # The confidence of the interval observe --rate prints.
 RATE_Z, RATE_CONFIDENCE = 1.96, "95%"
@@ -268,6 +269,10 @@ def cmd_race(args: argparse.Namespace) -> int:
     available, why = exploration.frontrun_available()
     if own is None and not available:
         raise CommandError(why, EXIT_UNPROVEN, kind="unavailable")
+    if bug.track == 4:  # a real Redis, started before the search, or why there is none
+        why = redis_server.ready()
+        if why:
+            raise CommandError(why, EXIT_UNPROVEN, kind="unavailable")
     reports = []
     for spec in args.impl or [default_spec()]:
         implementation = require(load(spec), args)

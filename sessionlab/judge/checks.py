@@ -282,8 +282,9 @@ def judge(bug: Bug, implementation: Implementation, *, stress_too: bool = True,
     # graft). Track 1's pairs say whose a failure is instead (pairs.OWNERS).
     if bug.track == 2:
         implementation, _ = graft.others_solved(bug, implementation)
-    # Track 4 runs on a real Redis: without redis-server every check is skipped, saying how to install it.
-    unavailable = redis_server.missing() if bug.track == 4 else ""
+    # Track 4 runs on a real Redis, started here, outside every check's bound; without one every check
+    # is skipped, saying how to install it.
+    unavailable = redis_server.ready() if bug.track == 4 else ""
     for check in checks_for(catalogue.home(bug)):
         if unavailable:
             results.append(Result(check, SKIPPED, unavailable, 0.0))

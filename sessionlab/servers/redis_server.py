@@ -154,8 +154,27 @@ def shared_url() -> str:
         if not isinstance(server, RedisServer) or _shared["pid"] != os.getpid():
             server = RedisServer().start()  # a forked child starts its own: its parent stops the first
             _shared["server"], _shared["pid"] = server, os.getpid()
-            atexit.register(server.stop)
+            atexit.register(_stop_if_mine, server, os.getpid())
         return server.url
+
+
+def _stop_if_mine(server: RedisServer, pid: int) -> None:
+    """At exit: stop the server, unless this is a forked child of the process that started it."""
+    if os.getpid() == pid:
+        server.stop()
+
+
+def ready() -> str:
+    """Make sure the server nodes use is there (starting the throwaway one now, outside any check's
+    bound); why not, in one line, or "" when it is."""
+    why = missing()
+    if why:
+        return why
+    try:
+        shared_url()
+    except ServerUnavailable as exc:
+        return str(exc)
+    return ""
 
 
 def node_options(namespace: str | None = None) -> dict[str, object]:
