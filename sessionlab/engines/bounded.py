@@ -1,7 +1,8 @@
 """Bounded checks: code that never finishes becomes a ``Hang`` verdict, not a hung lab.
 
 ``run_bounded`` runs a function on a daemon thread and gives up after a bound;
-``join_all`` joins started threads against one deadline. Both raise ``Hang``,
+``join_all`` joins started threads against one deadline. Bounds are counted on
+a ``FairClock`` (fair_time.py), so a busy machine does not turn slow into stuck. Both raise ``Hang``,
 naming each stuck thread and the learner's own line where it waits.
 
 Python cannot kill a thread: a stuck thread is abandoned, and still holds what it
@@ -25,12 +26,13 @@ import os
 import sys
 import sysconfig
 import threading
-import time
 import types
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
+from sessionlab.engines.fair_time import FairClock
+from sessionlab.engines.fair_time import join as fair_join
 from sessionlab.engines.untraced import untraced
 
 T = TypeVar("T")
@@ -339,20 +341,22 @@ def run_bounded(function: Callable[[], T], *, seconds: float, label: str, files:
 
     runner = threading.Thread(target=run, name="main", daemon=True)
     runner.start()
-    deadline = time.monotonic() + seconds
+    clock = FairClock()
     cycle, since = None, 0.0  # the lock cycle last seen, and since when
     while True:
-        left = deadline - time.monotonic()
-        runner.join(max(0.0, min(left, POLL_SECONDS) if cycles else left))
+        runner.join(min(clock.left(seconds), POLL_SECONDS))
         if not runner.is_alive():
             ok, value = outcome[0]
             if ok:
                 return value
             raise value
-        started = [t for t in threading.enumerate() if t not in before and t is not runner]
-        now = time.monotonic()
-        if now >= deadline:
+        if clock.past(seconds):
+            started = [t for t in threading.enumerate() if t not in before and t is not runner]
             break
+        if not cycles:
+            continue
+        started = [t for t in threading.enumerate() if t not in before and t is not runner]
+        now = clock.wall()
         waits = thread_waits([runner, *started], files) if _at_locks([runner, *started], files) else ()
         if not _cycle(waits):
             cycle = None
@@ -368,11 +372,7 @@ def run_bounded(function: Callable[[], T], *, seconds: float, label: str, files:
 
 def join_all(threads: Iterable[threading.Thread], seconds: float, label: str, files: Files = None) -> None:
     """Join started threads against one deadline; Hang naming those still running."""
-    threads = list(threads)
-    deadline = time.monotonic() + seconds
-    for thread in threads:
-        thread.join(max(0.0, deadline - time.monotonic()))
-    alive = [thread for thread in threads if thread.is_alive()]
+    alive = fair_join(list(threads), seconds)
     if alive:
         waits = thread_waits(alive, files)
         abandon(alive)

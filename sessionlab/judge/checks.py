@@ -227,7 +227,8 @@ def paced(check: Check, implementation: Implementation) -> Check:
     return replace(check, seconds=max(CONTRACT_SECONDS, min(CONTRACT_MOST, PACED_ROUNDS * pace)))
 
 
-def _run_one(check: Check, implementation: Implementation) -> Result:
+def run_check(check: Check, implementation: Implementation) -> Result:
+    """One check under its bound: its result, with a hang or a raise as a verdict, never an escape."""
     started = time.perf_counter()
     slug = check.bug.slug
     try:
@@ -291,7 +292,7 @@ def judge(bug: Bug, implementation: Implementation, *, stress_too: bool = True,
             progress(check)
         if check.seconds == CONTRACT_SECONDS:
             check = paced(check, implementation)
-        result = _run_one(check, implementation)
+        result = run_check(check, implementation)
         results.append(result)
         if result.outcome not in (HELD, SKIPPED):
             break

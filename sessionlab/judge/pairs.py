@@ -29,7 +29,7 @@ from typing import Any
 
 from sessionlab.api import SessionError, health_check
 from sessionlab.bug import Bug
-from sessionlab.engines.exploration.search import explore_workers, scope_of
+from sessionlab.engines.exploration.search import clock_for, explore_workers, scope_of
 from sessionlab.engines.linearizability.recording import HistoryRecorder
 from sessionlab.figure import Figure, plural
 from sessionlab.implementations import CodeError, Implementation
@@ -209,7 +209,7 @@ def _explore_pair(implementation: Implementation, pair: tuple[str, str],
 
     found = explore_workers(implementation, setup, [worker(0), worker(1)], invariant, replays=0,
                             names=[f"thread {n} ({_label(pair[n], n)})" for n in (0, 1)],
-                            preemption_bound=preemption_bound(implementation))
+                            preemption_bound=preemption_bound(implementation), clock=clock_for(implementation))
     failure = failures[0] if failures else None
     if failure is None and not found.held:
         failure = _Failure("history", found.explanation.splitlines()[0] if found.explanation else "broke",

@@ -198,6 +198,14 @@ SAMPLED_SCHEDULES = 200
 SAMPLE_SEED = 0
 
 
+def clock_for(implementation: Implementation, clock: str = "real") -> str:
+    """The clock a search of this code runs on: the virtual one where it runs a framework's code,
+    else clock. A framework's store waits with sleeps (a fix that spins on the cache's atomic add,
+    retrying after a millisecond): on the virtual clock that sleep lets the other thread in,
+    on the real one the spinner is always runnable and a bounded search can never end it."""
+    return "virtual" if scope_of(implementation)[1].packages else clock
+
+
 def explore_workers(
     implementation: Implementation,
     setup: Callable[[], Any],

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from sessionlab.engines.bounded import (
     Files, Hang, Raw, Wait, held_of, innermost, matcher, run_bounded, source_of, wait_of)
+from sessionlab.engines.fair_time import join as fair_join
 from sessionlab.engines.untraced import untraced
 
 T = TypeVar("T")
@@ -49,7 +50,7 @@ class Witness:
     def _install(self) -> None:
         from frontrun._cooperative import get_context
         from frontrun._deadlock import WaitForGraph, format_cycle
-        from frontrun._dpor_runtime import runner
+        from frontrun._dpor_runtime import runner, worker_set
 
         held: dict[tuple[int, int], Raw | None] = {}  # (thread, id(lock)) -> where taken
         idents: dict[int, int] = {}  # frontrun's thread number -> OS thread
@@ -88,6 +89,10 @@ class Witness:
                 witness.stalled = [(t.name, innermost(frames.get(t.ident or -1), mine)) for t in alive]
             return on_timeout(scheduler, alive)
 
+        # One run's bound (frontrun's timeout_per_run) is counted in fair seconds too.
+        join = worker_set.ThreadWorkerSet.join
+        worker_set.ThreadWorkerSet.join = lambda _self, handles, timeout: fair_join(list(handles), timeout)
+        self._undo.append(lambda: setattr(worker_set.ThreadWorkerSet, "join", join))
         WaitForGraph.add_holding, WaitForGraph.add_waiting, WaitForGraph.clear = holding, waiting, cleared
         runner.notify_scheduler_timeout = timed_out
         self._undo.append(lambda: setattr(runner, "notify_scheduler_timeout", on_timeout))
