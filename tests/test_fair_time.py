@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 from wild_fixes import FIXES, WRONG_FIXES, django_cache_fix
@@ -21,6 +22,8 @@ class Machine:
         monkeypatch.setattr(fair_time, "_monotonic", lambda: self.wall)
         monkeypatch.setattr(fair_time.time, "process_time", lambda: self.cpu)
         monkeypatch.setattr(fair_time, "_idle_seconds", lambda: self.idle)
+        self.ready = True  # whether a thread of the lab is ready to run
+        monkeypatch.setattr(fair_time, "_others_ready", lambda: self.ready)
 
     def second(self, *, cpu: float, idle: float) -> None:
         self.wall += 1.0
@@ -49,6 +52,37 @@ def test_a_machine_kept_busy_by_others_counts_only_the_time_the_lab_ran(monkeypa
     machine.second(cpu=0.0, idle=0.0)  # and past WALL_CAP times the bound, it runs out anyway
     machine.wall = 5.0 * WALL_CAP
     assert clock.past(5.0)
+
+
+def test_while_every_thread_of_the_lab_waits_a_second_is_a_second_at_any_load(monkeypatch):
+    machine = Machine(monkeypatch)
+    clock = FairClock()
+    machine.ready = False  # a deadlock: each thread waits for the other's lock
+    for _ in range(3):
+        machine.second(cpu=0.0, idle=0.0)  # while other programs keep both cores busy
+    assert clock.elapsed() == pytest.approx(3.0)
+
+
+def _ticks(count=50):
+    for _ in range(count):
+        yield
+        time.sleep(0.01)
+
+
+def test_the_state_of_the_labs_threads_is_read_from_the_system():
+    if fair_time._others_ready() is None:
+        pytest.skip("this system shows no /proc/self/task")
+    stop = threading.Event()
+    spinner = threading.Thread(target=lambda: [None for _ in iter(stop.is_set, True)], daemon=True)
+    sleeper = threading.Thread(target=stop.wait, daemon=True)
+    sleeper.start()
+    try:
+        # The sleeper waits once it has started; the caller itself is not counted.
+        assert any(fair_time._others_ready() is False for _ in _ticks())
+        spinner.start()
+        assert all(fair_time._others_ready() for _ in _ticks(5))
+    finally:
+        stop.set()
 
 
 def test_threads_of_the_lab_on_both_cores_count_no_faster_than_the_wall(monkeypatch):

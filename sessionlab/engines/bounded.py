@@ -324,12 +324,23 @@ def abandon(threads: Iterable[threading.Thread]) -> bool:
 POLL_SECONDS, CYCLE_SECONDS = 0.05, 0.3
 
 
+class OutOfTime(Exception):
+    """A bounded function was still making progress when its longest bound ran out: slow, not stuck."""
+
+    def __init__(self, seconds: float, progress: int):
+        self.seconds, self.progress = seconds, progress
+        super().__init__(f"still making progress after {seconds:g} s ({progress} steps)")
+
+
 def run_bounded(function: Callable[[], T], *, seconds: float, label: str, files: Files = None,
-                cycles: bool = False) -> T:
+                cycles: bool = False, progress: Callable[[], int] | None = None, most: float = 0.0) -> T:
     """function() on a daemon thread: its result, or its exception; Hang after seconds. With cycles,
     Hang as soon as its threads are seen in the same lock cycle for CYCLE_SECONDS: for the innermost
     bound of plain calls only (a bound around another bound would say it first, and a scheduler
-    that pauses threads at their locks, as frontrun does, makes cycles of its own)."""
+    that pauses threads at their locks, as frontrun does, makes cycles of its own).
+
+    With progress (a count that grows while function gets on, such as runs of a search), the
+    bound is seconds without progress, and OutOfTime after most seconds in all."""
     before = set(threading.enumerate())
     outcome: list[tuple[bool, Any]] = []
 
@@ -341,8 +352,9 @@ def run_bounded(function: Callable[[], T], *, seconds: float, label: str, files:
 
     runner = threading.Thread(target=run, name="main", daemon=True)
     runner.start()
-    clock = FairClock()
+    clock, whole = FairClock(), FairClock()
     cycle, since = None, 0.0  # the lock cycle last seen, and since when
+    steps = progress() if progress is not None else 0
     while True:
         runner.join(min(clock.left(seconds), POLL_SECONDS))
         if not runner.is_alive():
@@ -350,6 +362,11 @@ def run_bounded(function: Callable[[], T], *, seconds: float, label: str, files:
             if ok:
                 return value
             raise value
+        if progress is not None and progress() != steps:
+            steps, clock = progress(), FairClock()
+            if whole.past(most):
+                abandon(t for t in threading.enumerate() if t not in before)
+                raise OutOfTime(most, steps)
         if clock.past(seconds):
             started = [t for t in threading.enumerate() if t not in before and t is not runner]
             break

@@ -2,15 +2,16 @@
 
 A check bounded by wall-clock seconds says HANGS on a busy machine for code that
 finishes on a quiet one. ``FairClock`` counts a second only when the lab's
-process ran for it, or could have run and did not (a core stood idle while it
-waited): a thread stuck on a lock uses no processor while cores are free, so it
-is charged at the wall clock's rate; a search slowed by other programs that
-keep every core busy is charged only for the processor time it got. Past
-``WALL_CAP`` times the bound in wall-clock seconds, a bound runs out whatever
-the load, so every check still ends.
+process ran for it, or did not want to: while none of its other threads is
+ready to run (each waits on a lock, a sleep, a socket), a second is a second,
+so a deadlock is found as soon as on a quiet machine; while one is ready, the
+clock moves by the processor time the process got, plus the time a core stood
+idle, so a search slowed by other programs that keep every core busy is
+charged only for what it ran. Past ``WALL_CAP`` times the bound in wall-clock
+seconds, a bound runs out whatever the load, so every check still ends.
 
-The machine's idle time comes from ``/proc/stat`` (Linux); where it cannot be
-read, the clock is the wall clock.
+The threads' states and the machine's idle time come from ``/proc`` (Linux);
+where they cannot be read, the clock is the wall clock.
 """
 
 from __future__ import annotations
@@ -48,6 +49,26 @@ def _idle_seconds() -> float | None:
         return None
 
 
+def _others_ready() -> bool | None:
+    """Whether a thread of this process other than the caller is running or ready to; None if unknown."""
+    me = threading.get_native_id()
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return None
+    for task in tasks:
+        if task == str(me):
+            continue
+        try:
+            with open(f"/proc/self/task/{task}/stat", "rb") as stat:
+                state = stat.read().rsplit(b")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue  # the thread has ended
+        if state == b"R":
+            return True
+    return False
+
+
 class FairClock:
     """Seconds the lab ran, or could have run, since it was made (see the module's docstring)."""
 
@@ -64,7 +85,7 @@ class FairClock:
         with self._lock:
             wall, cpu, idle = _monotonic(), time.process_time(), _idle_seconds()
             step = wall - self._wall
-            if idle is not None and self._idle is not None:
+            if idle is not None and self._idle is not None and _others_ready() is not False:
                 step = min(step, max(0.0, cpu - self._cpu) + max(0.0, idle - self._idle))
             self._wall, self._cpu, self._idle = wall, cpu, idle
             self._fair += max(0.0, step)

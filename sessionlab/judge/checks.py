@@ -43,6 +43,9 @@ FIXED, STILL_BUGGY, ERROR, HANGS, UNPROVEN = "FIXED", "STILL BUGGY", "ERROR", "H
 
 # No check may run longer than this; one that does has hung. Single calls get less.
 CHECK_SECONDS = 10.0
+# A search bounds itself (a run that stalls is a hang, a search still running interleavings when
+# its time is up is cut short: search.SEARCH_MOST_SECONDS); this bound is the last resort.
+RACE_SECONDS = 60.0
 # The contract takes about 10 ms in memory; on SQLite, with the persistent contract, 0.2-0.4 s,
 # where one round of calls (a manager opened, a login, a read, an update, a count and a logout)
 # takes 7-10 ms. Its bound is derived from the implementation's own pace: PACED_ROUNDS times one
@@ -175,7 +178,7 @@ def checks_for(home: Home) -> tuple[Check, ...]:
                    seconds=CONTRACT_SECONDS, concurrent=False)]
     if home.race is not None:
         found.append(Check(bug, "every interleaving (frontrun)", DETERMINISTIC, _race_check(home.race),
-                           needs_frontrun=True))
+                           needs_frontrun=True, seconds=RACE_SECONDS))
     for name, function in home.checks:
         found.append(Check(bug, name, DETERMINISTIC, function))
     if pairs.operations_of(bug):

@@ -23,8 +23,9 @@ when that bug is judged.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field, replace
-from types import SimpleNamespace
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 from sessionlab.api import SessionError, health_check
@@ -223,11 +224,23 @@ def _explore_pair(implementation: Implementation, pair: tuple[str, str],
     return failure, found, found.explored
 
 
+# What each pair's search found, per loaded module: bugs share pairs (update and increment is
+# lost-updates' and lost-increments'), and `check --all` judges one module for every bug.
+_FOUND: weakref.WeakKeyDictionary[ModuleType, dict[tuple[tuple[str, str], str], Any]] = weakref.WeakKeyDictionary()
+
+
+def _explored(implementation: Implementation, pair: tuple[str, str], start: str) -> tuple[_Failure | None, Any, int]:
+    found = _FOUND.setdefault(implementation.module, {})
+    if (pair, start) not in found:
+        found[(pair, start)] = _explore_pair(implementation, pair, start)
+    return found[(pair, start)]
+
+
 def search(bug: Bug, implementation: Implementation) -> Figure:
     """Explore every pair that involves the bug's operations; the first failure that is its own breaks."""
     explored, pairs, others = 0, pairs_for(bug), []
     for pair, start in [(pair, start) for start in STARTS for pair in pairs]:
-        failure, found, count = _explore_pair(implementation, pair, start)
+        failure, found, count = _explored(implementation, pair, start)
         explored += count
         if failure is None:
             continue

@@ -32,6 +32,7 @@ class Witness:
         self.taken: dict[tuple[int, str], Raw | None] = {}  # (thread, lock) -> where taken
         self.stalled: list[tuple[str, Raw | None]] = []  # thread name -> where it waits
         self.aliases: dict[str, str] = {}  # a local name for one of the manager's locks -> self.<attribute>
+        self.runs = 0  # executions begun: how the search shows it is getting on
         self._mine = matcher(files)
         self._undo: list[Callable[[], None]] = []
 
@@ -80,6 +81,7 @@ class Witness:
             return cycle
 
         def cleared(graph: Any) -> Any:  # once per execution
+            witness.runs += 1
             held.clear()
             return clear(graph)
 
@@ -169,10 +171,11 @@ def _spelled(text: str) -> str:
 
 
 def explore_bounded(explore: Callable[[], T], *, seconds: float, label: str, files: Files = None,
-                    names: Sequence[str] | None = None, per_run: float | None = None) -> T:
+                    names: Sequence[str] | None = None, per_run: float | None = None, most: float = 0.0) -> T:
     """explore() (one frontrun exploration, driven as sessionlab.engines.exploration does, with
-    timeout_per_run=per_run) bounded by seconds; Hang if it found a lock cycle, if one run
-    stalled past frontrun's timeout_per_run, or if the whole of it did not finish in time."""
+    timeout_per_run=per_run); Hang if it found a lock cycle, if one run stalled past frontrun's
+    timeout_per_run, or if no run began for seconds. With most, OutOfTime when it is still
+    running executions after most seconds: a slow search, not a hang."""
 
     files = None if files is None else list(files)
 
@@ -182,7 +185,9 @@ def explore_bounded(explore: Callable[[], T], *, seconds: float, label: str, fil
 
     with Witness(files) as witness:
         try:
-            result, cause = run_bounded(explore, seconds=seconds, label=label, files=files), None
+            progress = (lambda: witness.runs) if most else None
+            result = run_bounded(explore, seconds=seconds, label=label, files=files, progress=progress, most=most)
+            cause = None
         except Hang as hang:
             raise Hang(hang.seconds, label, map(rename, hang.waits), deadlock=hang.deadlock) from None
         except Exception as error:  # sessionlab.engines.exploration raises on an inconclusive search
