@@ -158,3 +158,39 @@ def test_correct_fixes_of_a_framework_store_are_fixed_with_every_core_busy(tmp_p
         for spinner in spinners:
             spinner.kill()
             spinner.wait()
+
+
+def _steps(count: int, every: float, done: threading.Event, progress: list[int]) -> str:
+    for _ in range(count):
+        if done.is_set():
+            break
+        progress[0] += 1
+        time.sleep(every)
+    done.wait(5)
+    return "finished"
+
+
+def test_code_that_keeps_making_progress_is_cut_short_not_called_a_hang():
+    from sessionlab.engines.bounded import OutOfTime, run_bounded
+
+    progress, done = [0], threading.Event()
+    try:
+        with pytest.raises(OutOfTime) as slow:
+            run_bounded(lambda: _steps(200, 0.02, done, progress), seconds=0.3, label="a slow search",
+                        progress=lambda: progress[0], most=0.6)
+    finally:
+        done.set()
+    assert slow.value.seconds == 0.6 and slow.value.progress >= 10, slow.value
+
+
+def test_code_whose_progress_stops_is_a_hang_after_the_bound_without_progress():
+    from sessionlab.engines.bounded import Hang, run_bounded
+
+    progress, done = [0], threading.Event()
+    try:
+        with pytest.raises(Hang) as stuck:
+            run_bounded(lambda: _steps(5, 0.02, done, progress), seconds=0.3, label="a stalled search",
+                        progress=lambda: progress[0], most=30)
+    finally:
+        done.set()
+    assert progress[0] == 5 and stuck.value.seconds == 0.3, stuck.value
