@@ -78,7 +78,7 @@ class _Run:
     recorder: HistoryRecorder
     session_id: str
     snapshots: list[tuple[str, Any, tuple]] = field(default_factory=list)  # (who, snapshot, as returned)
-    raised: list[tuple[str, BaseException]] = field(default_factory=list)
+    raised: list[tuple[str, str, BaseException]] = field(default_factory=list)  # (who, its operation, error)
 
 
 def _view(session: Any) -> tuple:
@@ -105,11 +105,11 @@ def _call(run: _Run, who: str, operation: str, thread: int) -> None:
             manager.get_active_count()
     except (KeyError, ValueError) as exc:
         if not isinstance(exc, SessionError):
-            run.raised.append((who, exc))  # a bare KeyError or ValueError from inside
+            run.raised.append((who, operation, exc))  # a bare KeyError or ValueError from inside
     except SessionError:
         pass  # the contract's own errors are part of the history
     except Exception as exc:
-        run.raised.append((who, exc))
+        run.raised.append((who, operation, exc))
 
 
 _LABELS = {"create": "create_session('user-{t}', ...)", "get": "get_session(s)",
@@ -131,9 +131,11 @@ class _Failure:
 def _judge_run(run: _Run, pair: tuple[str, str], files: frozenset[str]) -> _Failure | None:
     a, b = pair
     both = OWNERS[a] | OWNERS[b]
-    for who, exc in run.raised:
+    for who, operation, exc in run.raised:
+        # The call that raised is the one that broke its promise: an update that fails because a
+        # logout ran beside it is the update's exercise, not the logout's.
         error = CodeError.of(exc, files)
-        return _Failure("raised", f"{who} raised {error}, an error the contract does not define", both)
+        return _Failure("raised", f"{who} raised {error}, an error the contract does not define", OWNERS[operation])
     for who, snapshot, seen in run.snapshots:
         now = _view(snapshot)
         if now != seen:
