@@ -120,17 +120,39 @@ SPIN_ON_GET_THEN_SET = {
     ''',
 }
 
+# The count made atomic with the cache's incr, outside the session's lock, while the request
+# still saves the whole session after it: an update saved between its load and its save is lost.
+COUNT_BY_INCR_THEN_SAVE = {
+    "SessionManager.increment_access": '''
+        def increment_access(self, session_id):
+            from django.core.cache import caches
+            from django.conf import settings
+
+            now = self._clock()
+            cache = caches[settings.SESSION_CACHE_ALIAS]
+            session = self._open(session_id)
+            name = "count:" + session_id
+            cache.add(name, session["access_count"], timeout=None)
+            count = cache.incr(name)
+            session["access_count"] = count
+            session["last_accessed"] = now
+            session.save()
+            return count
+    ''',
+}
+
 FIXES = {
     "one global lock": ONE_GLOBAL_LOCK,
     "an RLock around the request": ONE_RLOCK,
     "a dict of per-key locks with reference counts": PER_KEY_LOCKS,
     "a spin lock on the cache's atomic add": SPIN_ON_CACHE_ADD,
 }
-WRONG_FIXES = {"a spin lock taken with a get, then a set": SPIN_ON_GET_THEN_SET}
+WRONG_FIXES = {"a spin lock taken with a get, then a set": SPIN_ON_GET_THEN_SET,
+               "the count by the cache's incr, the session still saved whole": COUNT_BY_INCR_THEN_SAVE}
 
 
 def django_cache_fix(tmp_path: Path, name: str) -> implementations.Implementation:
-    """fixed/wild/django_cache.py with its session lock made another correct way."""
+    """fixed/wild/django_cache.py with one of the fixes above in place of its own."""
     source = (ROOT / "fixed" / "wild" / "django_cache.py").read_text(encoding="utf-8")
     path = tmp_path / f"django_cache_{'_'.join(name.split()[:3])}.py"
     source = source.replace("\nimport threading\n", "\nimport contextlib\nimport threading\n", 1)

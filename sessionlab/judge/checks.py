@@ -35,7 +35,7 @@ from sessionlab.engines.exploration.threads import RaceScenario
 from sessionlab.engines.stress import Scenario
 from sessionlab.figure import Figure
 from sessionlab.implementations import CodeError, Implementation
-from sessionlab.judge import contract, graft, pairs, persistent_pairs
+from sessionlab.judge import contract, graft, pairs, pairs_stress, persistent_pairs
 
 DETERMINISTIC, STRESS = "deterministic", "stress"
 
@@ -193,6 +193,10 @@ def checks_for(home: Home) -> tuple[Check, ...]:
     if home.stress is not None:
         # Each round has its own deadline (stress.ROUND_DEADLINE); the rounds together get more.
         found.append(Check(bug, "stress on real threads", STRESS, _stress_check(home.stress), decides=False,
+                           seconds=STRESS_SECONDS))
+    if pairs.operations_of(bug):  # where the search of the pairs was bounded (pairs_stress says why)
+        found.append(Check(bug, "every pair of operations on real threads", STRESS,
+                           lambda implementation: pairs_stress.stress(bug, implementation), decides=False,
                            seconds=STRESS_SECONDS))
     return tuple(found)
 

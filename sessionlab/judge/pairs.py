@@ -71,7 +71,7 @@ def pairs_for(bug: Bug) -> list[tuple[str, str]]:
 
 
 @dataclass
-class _Run:
+class Run:
     """What the two threads of one execution share."""
 
     manager: Any
@@ -86,7 +86,20 @@ def _view(session: Any) -> tuple:
             tuple(sorted(dict(session.metadata).items())))
 
 
-def _call(run: _Run, who: str, operation: str, thread: int) -> None:
+def new_run(implementation: Implementation, start: str) -> Run:
+    """A fresh manager, its calls recorded, and the session the pair shares, as STARTS says."""
+    recorder = HistoryRecorder()
+    manager = recorder.wrap(implementation.new_manager(clock=lambda: 1_700_000_000.0))
+    session_id = manager.create_session("user-0", "Ada")
+    if start == "stored":
+        manager.update_session(session_id, "cart", "empty")
+    return Run(manager, recorder, session_id)
+
+
+def call(run: Run, pair: tuple[str, str], thread: int) -> None:
+    """Thread number thread's call of the pair; an error the contract does not define is kept."""
+    operation = pair[thread]
+    who = f"thread {thread} ({operation})"
     manager, session_id = run.manager, run.session_id
     try:
         if operation == "create":
@@ -122,24 +135,25 @@ def _label(operation: str, thread: int) -> str:
 
 
 @dataclass(frozen=True)
-class _Failure:
+class Failure:
     kind: str  # "snapshot", "stats", "queue", "history", "raised"
     summary: str
     owners: frozenset[str]
 
 
-def _judge_run(run: _Run, pair: tuple[str, str], files: frozenset[str]) -> _Failure | None:
+def judge_run(run: Run, pair: tuple[str, str], files: frozenset[str]) -> Failure | None:
+    """What went wrong in one run of the pair, or None."""
     a, b = pair
     both = OWNERS[a] | OWNERS[b]
     for who, operation, exc in run.raised:
         # The call that raised is the one that broke its promise: an update that fails because a
         # logout ran beside it is the update's exercise, not the logout's.
         error = CodeError.of(exc, files)
-        return _Failure("raised", f"{who} raised {error}, an error the contract does not define", OWNERS[operation])
+        return Failure("raised", f"{who} raised {error}, an error the contract does not define", OWNERS[operation])
     for who, snapshot, seen in run.snapshots:
         now = _view(snapshot)
         if now != seen:
-            return _Failure("snapshot", f"the snapshot {who} returned changed afterwards: it showed "
+            return Failure("snapshot", f"the snapshot {who} returned changed afterwards: it showed "
                             f"{_describe(seen)}, then {_describe(now)}", frozenset({"shared-snapshot"}))
     try:
         run.manager.get_session(run.session_id)  # the final state, recorded: a lost write shows here
@@ -148,13 +162,13 @@ def _judge_run(run: _Run, pair: tuple[str, str], files: frozenset[str]) -> _Fail
     verdict = run.recorder.check()
     if not verdict.ok:
         owners = frozenset({_SAME_PAIR_OWNER[a]}) if a == b and a in _SAME_PAIR_OWNER else both
-        return _Failure("history", f"the results are not linearizable: {verdict.reason}", owners)
+        return Failure("history", f"the results are not linearizable: {verdict.reason}", owners)
     health = health_check(run.manager)
     if health.discrepancy:
-        return _Failure("stats", f"get_stats() reports {health.active_sessions_reported} active sessions, the "
+        return Failure("stats", f"get_stats() reports {health.active_sessions_reported} active sessions, the "
                         f"store holds {health.active_sessions_actual}", frozenset({"stats-drift"}))
     if health.cleanup_queue_size:
-        return _Failure("queue", f"{plural(health.cleanup_queue_size, 'deleted session')} still wait in the "
+        return Failure("queue", f"{plural(health.cleanup_queue_size, 'deleted session')} still wait in the "
                         f"cleanup queue", frozenset({"cleanup-leak"}))
     return None
 
@@ -187,25 +201,21 @@ def preemption_bound(implementation: Implementation) -> int | None:
 
 
 def _explore_pair(implementation: Implementation, pair: tuple[str, str],
-                  start: str) -> tuple[_Failure | None, Any, int]:
-    failures: list[_Failure] = []
+                  start: str) -> tuple[Failure | None, Any, int]:
+    failures: list[Failure] = []
     files = implementation.files
     session_ids: set[str] = set()
 
-    def setup() -> _Run:
-        recorder = HistoryRecorder()
-        manager = recorder.wrap(implementation.new_manager(clock=lambda: 1_700_000_000.0))
-        session_id = manager.create_session("user-0", "Ada")
-        session_ids.add(session_id)
-        if start == "stored":
-            manager.update_session(session_id, "cart", "empty")
-        return _Run(manager, recorder, session_id)
+    def setup() -> Run:
+        run = new_run(implementation, start)
+        session_ids.add(run.session_id)
+        return run
 
     def worker(thread: int):
-        return lambda run: _call(run, f"thread {thread} ({pair[thread]})", pair[thread], thread)
+        return lambda run: call(run, pair, thread)
 
-    def invariant(run: _Run) -> bool:
-        failure = _judge_run(run, pair, files)
+    def invariant(run: Run) -> bool:
+        failure = judge_run(run, pair, files)
         if failure is not None:
             failures.append(failure)
         return failure is None
@@ -215,13 +225,13 @@ def _explore_pair(implementation: Implementation, pair: tuple[str, str],
                             preemption_bound=preemption_bound(implementation), clock=clock_for(implementation))
     failure = failures[0] if failures else None
     if failure is None and not found.held:
-        failure = _Failure("history", found.explanation.splitlines()[0] if found.explanation else "broke",
+        failure = Failure("history", found.explanation.splitlines()[0] if found.explanation else "broke",
                            OWNERS[pair[0]] | OWNERS[pair[1]])
     if failure is not None:  # the scenario's session is "s" in the report, as in its labels
         summary = failure.summary
         for session_id in session_ids:
             summary = summary.replace(repr(session_id), "s").replace(session_id, "s")
-        failure = _Failure(failure.kind, summary, failure.owners)
+        failure = Failure(failure.kind, summary, failure.owners)
         found = replace(found, steps=masked(found.steps, session_ids))
     return failure, found, found.explored
 
@@ -231,7 +241,7 @@ def _explore_pair(implementation: Implementation, pair: tuple[str, str],
 _FOUND: weakref.WeakKeyDictionary[ModuleType, dict[tuple[tuple[str, str], str], Any]] = weakref.WeakKeyDictionary()
 
 
-def _explored(implementation: Implementation, pair: tuple[str, str], start: str) -> tuple[_Failure | None, Any, int]:
+def _explored(implementation: Implementation, pair: tuple[str, str], start: str) -> tuple[Failure | None, Any, int]:
     found = _FOUND.setdefault(implementation.module, {})
     if (pair, start) not in found:
         found[(pair, start)] = _explore_pair(implementation, pair, start)
@@ -258,9 +268,11 @@ def search(bug: Bug, implementation: Implementation) -> Figure:
         return Figure(False, "every pair holds", f"{pair[0]} + {pair[1]} broke",
                       f"{pair[0]} and {pair[1]} at once on {STARTS[start]}: {failure.summary} "
                       f"(after {plural(found.explored, 'interleaving')})", history=report.text())
-    noted = f"; {len(others)} failing pairs belong to other exercises" if others else ""
+    noted = (f"; {plural(len(others), 'pair')} broke in ways other exercises are about" if others else "")
     bound = preemption_bound(implementation)
-    extent = "" if bound is None else (f" (with the framework traced: every interleaving with at most "
+    # A search under a preemption bound can prune interleavings within the bound: it is a sample
+    # of them, not all (pairs_stress runs the pairs on real threads for what it misses).
+    extent = "" if bound is None else (f" (with the framework traced: a search bounded at "
                                        f"{plural(bound, 'preemption')}, not every interleaving)")
     return Figure(True, "every pair holds", "every pair holds",
                   f"{plural(len(pairs), 'pair')} of operations, each on {len(STARTS)} kinds of session, "

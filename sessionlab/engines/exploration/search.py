@@ -132,8 +132,12 @@ def dependencies(module: ModuleType) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """
     own = module.__name__.split(".")[0]
     names: set[str] = set()
+    # A package's own modules, those beside its __init__.py (as Implementation.files has them):
+    # not its subpackages, such as fixed.wild, the stores of another track, once they are loaded.
+    folder = Path(getattr(module, "__file__", None) or ".").parent
     modules = [module] + [m for name, m in list(sys.modules.items())
-                          if name.startswith(module.__name__ + ".") and m is not None]
+                          if name.startswith(module.__name__ + ".") and m is not None
+                          and Path(getattr(m, "__file__", None) or "").parent == folder]
     for mod in modules:
         for value in list(vars(mod).values()):
             origin = value.__name__ if isinstance(value, ModuleType) else getattr(value, "__module__", None)
