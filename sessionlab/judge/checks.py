@@ -75,6 +75,8 @@ class Check:
     # Its calls run beside one another: a session error one of them raises, where the contract's
     # one call at a time returned, is a wrong result of the concurrency, not a crash.
     concurrent: bool = True
+    # Whether it has anything to find in an implementation (None: always); one that has not is not run.
+    applies: Callable[[Implementation], bool] | None = None
 
 
 @dataclass(frozen=True)
@@ -197,7 +199,7 @@ def checks_for(home: Home) -> tuple[Check, ...]:
     if pairs.operations_of(bug):  # where the search of the pairs was bounded (pairs_stress says why)
         found.append(Check(bug, "every pair of operations on real threads", STRESS,
                            lambda implementation: pairs_stress.stress(bug, implementation), decides=False,
-                           seconds=STRESS_SECONDS))
+                           seconds=STRESS_SECONDS, applies=pairs_stress.applies))
     return tuple(found)
 
 
@@ -290,7 +292,7 @@ def judge(bug: Bug, implementation: Implementation, *, stress_too: bool = True,
     if bug.track == 2:
         implementation, _ = graft.others_solved(bug, implementation)
     for check in checks_for(catalogue.home(bug)):
-        if check.kind == STRESS and not stress_too:
+        if (check.kind == STRESS and not stress_too) or (check.applies and not check.applies(implementation)):
             continue
         if check.needs_frontrun and not available:
             results.append(Result(check, SKIPPED, why, 0.0))

@@ -51,9 +51,14 @@ def _round(implementation: Implementation, pair: tuple[str, str], start: str) ->
     return pairs.Failure(failure.kind, failure.summary.replace(repr(secret), "s").replace(secret, "s"), failure.owners)
 
 
+def applies(implementation: Implementation) -> bool:
+    """Whether the search of the pairs was bounded, leaving real threads something to find."""
+    return pairs.preemption_bound(implementation) is not None
+
+
 def stress(bug: Bug, implementation: Implementation) -> Figure:
     """Each pair that involves the bug's operations, ROUNDS times on each kind of session."""
-    if pairs.preemption_bound(implementation) is None:
+    if not applies(implementation):
         raise Inconclusive("the search of every pair was complete: real threads have nothing left to find")
     own = pairs.pairs_for(bug)
     rounds = 0
