@@ -214,3 +214,16 @@ def test_the_learner_loop_on_a_store_in_the_wild(tmp_path, monkeypatch, capsys):
     assert code == 0 and "your version was saved" in out, out
     assert mine.read_bytes() == (ROOT / "buggy" / "wild" / "flask_cachelib.py").read_bytes()
     assert run("reset", "lost-updates", "--impl", "buggy/wild/flask_cachelib.py")[0] != 0  # the exhibit stays
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("store", sorted(HAS))
+def test_check_agrees_with_the_table_on_the_labs_own_stores(store):
+    """`check --all` on a buggy store says STILL BUGGY for the bugs the table says it has, FIXED for the rest."""
+    import json
+
+    done = subprocess.run([sys.executable, "-m", "sessionlab", "check", "--all", "--impl", f"buggy.wild.{store}",
+                           "--json"], cwd=ROOT, text=True, capture_output=True, timeout=800)
+    verdicts = {v["bug"]: v["status"] for v in json.loads(done.stdout)["verdicts"] if v["status"] != "not checked"}
+    assert {slug for slug, status in verdicts.items() if status != "FIXED"} == HAS[store], verdicts

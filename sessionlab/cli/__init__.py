@@ -15,7 +15,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from sessionlab.cli import interrupts
+from sessionlab.cli import framework_logs, interrupts
 from sessionlab.cli.status import (
     EXIT_ERROR, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_STATUSES, EXIT_USAGE, CommandError, report_error)
 
@@ -294,11 +294,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     process = argv is None
     if process:
         interrupts.install()
-    try:
-        status = _run(list(sys.argv[1:] if argv is None else argv))
-    except KeyboardInterrupt:
-        interrupts.say()
-        status = EXIT_INTERRUPTED
+    with framework_logs.collected() as logs:
+        try:
+            status = _run(list(sys.argv[1:] if argv is None else argv))
+        except KeyboardInterrupt:
+            interrupts.say()
+            status = EXIT_INTERRUPTED
+    for line in logs.summary():
+        print(line, file=sys.stderr)
     if process:
         interrupts.finish(status)
     return status

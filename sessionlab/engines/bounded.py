@@ -1,7 +1,8 @@
 """Bounded checks: code that never finishes becomes a ``Hang`` verdict, not a hung lab.
 
 ``run_bounded`` runs a function on a daemon thread and gives up after a bound;
-``join_all`` joins started threads against one deadline. Both raise ``Hang``,
+``join_all`` joins started threads against one deadline. Bounds are counted on
+a ``FairClock`` (fair_time.py), so a busy machine does not turn slow into stuck. Both raise ``Hang``,
 naming each stuck thread and the learner's own line where it waits.
 
 Python cannot kill a thread: a stuck thread is abandoned, and still holds what it
@@ -25,12 +26,13 @@ import os
 import sys
 import sysconfig
 import threading
-import time
 import types
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
+from sessionlab.engines.fair_time import FairClock
+from sessionlab.engines.fair_time import join as fair_join
 from sessionlab.engines.untraced import untraced
 
 T = TypeVar("T")
@@ -322,12 +324,23 @@ def abandon(threads: Iterable[threading.Thread]) -> bool:
 POLL_SECONDS, CYCLE_SECONDS = 0.05, 0.3
 
 
+class OutOfTime(Exception):
+    """A bounded function was still making progress when its longest bound ran out: slow, not stuck."""
+
+    def __init__(self, seconds: float, progress: int):
+        self.seconds, self.progress = seconds, progress
+        super().__init__(f"still making progress after {seconds:g} s ({progress} steps)")
+
+
 def run_bounded(function: Callable[[], T], *, seconds: float, label: str, files: Files = None,
-                cycles: bool = False) -> T:
+                cycles: bool = False, progress: Callable[[], int] | None = None, most: float = 0.0) -> T:
     """function() on a daemon thread: its result, or its exception; Hang after seconds. With cycles,
     Hang as soon as its threads are seen in the same lock cycle for CYCLE_SECONDS: for the innermost
     bound of plain calls only (a bound around another bound would say it first, and a scheduler
-    that pauses threads at their locks, as frontrun does, makes cycles of its own)."""
+    that pauses threads at their locks, as frontrun does, makes cycles of its own).
+
+    With progress (a count that grows while function gets on, such as runs of a search), the
+    bound is seconds without progress, and OutOfTime after most seconds in all."""
     before = set(threading.enumerate())
     outcome: list[tuple[bool, Any]] = []
 
@@ -339,20 +352,28 @@ def run_bounded(function: Callable[[], T], *, seconds: float, label: str, files:
 
     runner = threading.Thread(target=run, name="main", daemon=True)
     runner.start()
-    deadline = time.monotonic() + seconds
+    clock, whole = FairClock(), FairClock()
     cycle, since = None, 0.0  # the lock cycle last seen, and since when
+    steps = progress() if progress is not None else 0
     while True:
-        left = deadline - time.monotonic()
-        runner.join(max(0.0, min(left, POLL_SECONDS) if cycles else left))
+        runner.join(min(clock.left(seconds), POLL_SECONDS))
         if not runner.is_alive():
             ok, value = outcome[0]
             if ok:
                 return value
             raise value
-        started = [t for t in threading.enumerate() if t not in before and t is not runner]
-        now = time.monotonic()
-        if now >= deadline:
+        if progress is not None and progress() != steps:
+            steps, clock = progress(), FairClock()
+            if whole.past(most):
+                abandon(t for t in threading.enumerate() if t not in before)
+                raise OutOfTime(most, steps)
+        if clock.past(seconds):
+            started = [t for t in threading.enumerate() if t not in before and t is not runner]
             break
+        if not cycles:
+            continue
+        started = [t for t in threading.enumerate() if t not in before and t is not runner]
+        now = clock.wall()
         waits = thread_waits([runner, *started], files) if _at_locks([runner, *started], files) else ()
         if not _cycle(waits):
             cycle = None
@@ -368,11 +389,7 @@ def run_bounded(function: Callable[[], T], *, seconds: float, label: str, files:
 
 def join_all(threads: Iterable[threading.Thread], seconds: float, label: str, files: Files = None) -> None:
     """Join started threads against one deadline; Hang naming those still running."""
-    threads = list(threads)
-    deadline = time.monotonic() + seconds
-    for thread in threads:
-        thread.join(max(0.0, deadline - time.monotonic()))
-    alive = [thread for thread in threads if thread.is_alive()]
+    alive = fair_join(list(threads), seconds)
     if alive:
         waits = thread_waits(alive, files)
         abandon(alive)

@@ -35,7 +35,7 @@ from sessionlab.engines.exploration.threads import RaceScenario
 from sessionlab.engines.stress import Scenario
 from sessionlab.figure import Figure
 from sessionlab.implementations import CodeError, Implementation
-from sessionlab.judge import contract, graft, pairs, persistent_pairs
+from sessionlab.judge import contract, graft, pairs, pairs_stress, persistent_pairs
 from sessionlab.servers import redis_server
 
 DETERMINISTIC, STRESS = "deterministic", "stress"
@@ -44,6 +44,9 @@ FIXED, STILL_BUGGY, ERROR, HANGS, UNPROVEN = "FIXED", "STILL BUGGY", "ERROR", "H
 
 # No check may run longer than this; one that does has hung. Single calls get less.
 CHECK_SECONDS = 10.0
+# A search bounds itself (a run that stalls is a hang, a search still running interleavings when
+# its time is up is cut short: search.SEARCH_MOST_SECONDS); this bound is the last resort.
+RACE_SECONDS = 60.0
 # The contract takes about 10 ms in memory; on SQLite, with the persistent contract, 0.2-0.4 s,
 # where one round of calls (a manager opened, a login, a read, an update, a count and a logout)
 # takes 7-10 ms. Its bound is derived from the implementation's own pace: PACED_ROUNDS times one
@@ -73,6 +76,8 @@ class Check:
     # Its calls run beside one another: a session error one of them raises, where the contract's
     # one call at a time returned, is a wrong result of the concurrency, not a crash.
     concurrent: bool = True
+    # Whether it has anything to find in an implementation (None: always); one that has not is not run.
+    applies: Callable[[Implementation], bool] | None = None
 
 
 @dataclass(frozen=True)
@@ -176,7 +181,7 @@ def checks_for(home: Home) -> tuple[Check, ...]:
                    seconds=CONTRACT_SECONDS, concurrent=False)]
     if home.race is not None:
         found.append(Check(bug, "every interleaving (frontrun)", DETERMINISTIC, _race_check(home.race),
-                           needs_frontrun=True))
+                           needs_frontrun=True, seconds=RACE_SECONDS))
     for name, function in home.checks:
         found.append(Check(bug, name, DETERMINISTIC, function))
     if pairs.operations_of(bug):
@@ -192,6 +197,10 @@ def checks_for(home: Home) -> tuple[Check, ...]:
         # Each round has its own deadline (stress.ROUND_DEADLINE); the rounds together get more.
         found.append(Check(bug, "stress on real threads", STRESS, _stress_check(home.stress), decides=False,
                            seconds=STRESS_SECONDS))
+    if pairs.operations_of(bug):  # where the search of the pairs was bounded (pairs_stress says why)
+        found.append(Check(bug, "every pair of operations on real threads", STRESS,
+                           lambda implementation: pairs_stress.stress(bug, implementation), decides=False,
+                           seconds=STRESS_SECONDS, applies=pairs_stress.applies))
     return tuple(found)
 
 
@@ -228,7 +237,8 @@ def paced(check: Check, implementation: Implementation) -> Check:
     return replace(check, seconds=max(CONTRACT_SECONDS, min(CONTRACT_MOST, PACED_ROUNDS * pace)))
 
 
-def _run_one(check: Check, implementation: Implementation) -> Result:
+def run_check(check: Check, implementation: Implementation) -> Result:
+    """One check under its bound: its result, with a hang or a raise as a verdict, never an escape."""
     started = time.perf_counter()
     slug = check.bug.slug
     try:
@@ -289,7 +299,7 @@ def judge(bug: Bug, implementation: Implementation, *, stress_too: bool = True,
         if unavailable:
             results.append(Result(check, SKIPPED, unavailable, 0.0))
             continue
-        if check.kind == STRESS and not stress_too:
+        if (check.kind == STRESS and not stress_too) or (check.applies and not check.applies(implementation)):
             continue
         if check.needs_frontrun and not available:
             results.append(Result(check, SKIPPED, why, 0.0))
@@ -298,7 +308,7 @@ def judge(bug: Bug, implementation: Implementation, *, stress_too: bool = True,
             progress(check)
         if check.seconds == CONTRACT_SECONDS:
             check = paced(check, implementation)
-        result = _run_one(check, implementation)
+        result = run_check(check, implementation)
         results.append(result)
         if result.outcome not in (HELD, SKIPPED):
             break

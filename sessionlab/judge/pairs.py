@@ -23,13 +23,14 @@ when that bug is judged.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field, replace
-from types import SimpleNamespace
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 from sessionlab.api import SessionError, health_check
 from sessionlab.bug import Bug
-from sessionlab.engines.exploration.search import explore_workers, scope_of
+from sessionlab.engines.exploration.search import clock_for, explore_workers, scope_of
 from sessionlab.engines.linearizability.recording import HistoryRecorder
 from sessionlab.figure import Figure, plural
 from sessionlab.implementations import CodeError, Implementation
@@ -70,14 +71,14 @@ def pairs_for(bug: Bug) -> list[tuple[str, str]]:
 
 
 @dataclass
-class _Run:
+class Run:
     """What the two threads of one execution share."""
 
     manager: Any
     recorder: HistoryRecorder
     session_id: str
     snapshots: list[tuple[str, Any, tuple]] = field(default_factory=list)  # (who, snapshot, as returned)
-    raised: list[tuple[str, BaseException]] = field(default_factory=list)
+    raised: list[tuple[str, str, BaseException]] = field(default_factory=list)  # (who, its operation, error)
 
 
 def _view(session: Any) -> tuple:
@@ -85,7 +86,20 @@ def _view(session: Any) -> tuple:
             tuple(sorted(dict(session.metadata).items())))
 
 
-def _call(run: _Run, who: str, operation: str, thread: int) -> None:
+def new_run(implementation: Implementation, start: str) -> Run:
+    """A fresh manager, its calls recorded, and the session the pair shares, as STARTS says."""
+    recorder = HistoryRecorder()
+    manager = recorder.wrap(implementation.new_manager(clock=lambda: 1_700_000_000.0))
+    session_id = manager.create_session("user-0", "Ada")
+    if start == "stored":
+        manager.update_session(session_id, "cart", "empty")
+    return Run(manager, recorder, session_id)
+
+
+def call(run: Run, pair: tuple[str, str], thread: int) -> None:
+    """Thread number thread's call of the pair; an error the contract does not define is kept."""
+    operation = pair[thread]
+    who = f"thread {thread} ({operation})"
     manager, session_id = run.manager, run.session_id
     try:
         if operation == "create":
@@ -104,11 +118,11 @@ def _call(run: _Run, who: str, operation: str, thread: int) -> None:
             manager.get_active_count()
     except (KeyError, ValueError) as exc:
         if not isinstance(exc, SessionError):
-            run.raised.append((who, exc))  # a bare KeyError or ValueError from inside
+            run.raised.append((who, operation, exc))  # a bare KeyError or ValueError from inside
     except SessionError:
         pass  # the contract's own errors are part of the history
     except Exception as exc:
-        run.raised.append((who, exc))
+        run.raised.append((who, operation, exc))
 
 
 _LABELS = {"create": "create_session('user-{t}', ...)", "get": "get_session(s)",
@@ -121,22 +135,25 @@ def _label(operation: str, thread: int) -> str:
 
 
 @dataclass(frozen=True)
-class _Failure:
+class Failure:
     kind: str  # "snapshot", "stats", "queue", "history", "raised"
     summary: str
     owners: frozenset[str]
 
 
-def _judge_run(run: _Run, pair: tuple[str, str], files: frozenset[str]) -> _Failure | None:
+def judge_run(run: Run, pair: tuple[str, str], files: frozenset[str]) -> Failure | None:
+    """What went wrong in one run of the pair, or None."""
     a, b = pair
     both = OWNERS[a] | OWNERS[b]
-    for who, exc in run.raised:
+    for who, operation, exc in run.raised:
+        # The call that raised is the one that broke its promise: an update that fails because a
+        # logout ran beside it is the update's exercise, not the logout's.
         error = CodeError.of(exc, files)
-        return _Failure("raised", f"{who} raised {error}, an error the contract does not define", both)
+        return Failure("raised", f"{who} raised {error}, an error the contract does not define", OWNERS[operation])
     for who, snapshot, seen in run.snapshots:
         now = _view(snapshot)
         if now != seen:
-            return _Failure("snapshot", f"the snapshot {who} returned changed afterwards: it showed "
+            return Failure("snapshot", f"the snapshot {who} returned changed afterwards: it showed "
                             f"{_describe(seen)}, then {_describe(now)}", frozenset({"shared-snapshot"}))
     try:
         run.manager.get_session(run.session_id)  # the final state, recorded: a lost write shows here
@@ -144,14 +161,16 @@ def _judge_run(run: _Run, pair: tuple[str, str], files: frozenset[str]) -> _Fail
         pass
     verdict = run.recorder.check()
     if not verdict.ok:
-        owners = frozenset({_SAME_PAIR_OWNER[a]}) if a == b and a in _SAME_PAIR_OWNER else both
-        return _Failure("history", f"the results are not linearizable: {verdict.reason}", owners)
+        # A history that breaks is a lost or undone write, a double success or a stale read; the
+        # cleanup queue is bookkeeping outside it (its failures are of the kind "queue").
+        owners = frozenset({_SAME_PAIR_OWNER[a]}) if a == b and a in _SAME_PAIR_OWNER else both - {"cleanup-leak"}
+        return Failure("history", f"the results are not linearizable: {verdict.reason}", owners)
     health = health_check(run.manager)
     if health.discrepancy:
-        return _Failure("stats", f"get_stats() reports {health.active_sessions_reported} active sessions, the "
+        return Failure("stats", f"get_stats() reports {health.active_sessions_reported} active sessions, the "
                         f"store holds {health.active_sessions_actual}", frozenset({"stats-drift"}))
     if health.cleanup_queue_size:
-        return _Failure("queue", f"{plural(health.cleanup_queue_size, 'deleted session')} still wait in the "
+        return Failure("queue", f"{plural(health.cleanup_queue_size, 'deleted session')} still wait in the "
                         f"cleanup queue", frozenset({"cleanup-leak"}))
     return None
 
@@ -184,50 +203,58 @@ def preemption_bound(implementation: Implementation) -> int | None:
 
 
 def _explore_pair(implementation: Implementation, pair: tuple[str, str],
-                  start: str) -> tuple[_Failure | None, Any, int]:
-    failures: list[_Failure] = []
+                  start: str) -> tuple[Failure | None, Any, int]:
+    failures: list[Failure] = []
     files = implementation.files
     session_ids: set[str] = set()
 
-    def setup() -> _Run:
-        recorder = HistoryRecorder()
-        manager = recorder.wrap(implementation.new_manager(clock=lambda: 1_700_000_000.0))
-        session_id = manager.create_session("user-0", "Ada")
-        session_ids.add(session_id)
-        if start == "stored":
-            manager.update_session(session_id, "cart", "empty")
-        return _Run(manager, recorder, session_id)
+    def setup() -> Run:
+        run = new_run(implementation, start)
+        session_ids.add(run.session_id)
+        return run
 
     def worker(thread: int):
-        return lambda run: _call(run, f"thread {thread} ({pair[thread]})", pair[thread], thread)
+        return lambda run: call(run, pair, thread)
 
-    def invariant(run: _Run) -> bool:
-        failure = _judge_run(run, pair, files)
+    def invariant(run: Run) -> bool:
+        failure = judge_run(run, pair, files)
         if failure is not None:
             failures.append(failure)
         return failure is None
 
     found = explore_workers(implementation, setup, [worker(0), worker(1)], invariant, replays=0,
                             names=[f"thread {n} ({_label(pair[n], n)})" for n in (0, 1)],
-                            preemption_bound=preemption_bound(implementation))
+                            preemption_bound=preemption_bound(implementation), clock=clock_for(implementation))
     failure = failures[0] if failures else None
     if failure is None and not found.held:
-        failure = _Failure("history", found.explanation.splitlines()[0] if found.explanation else "broke",
+        failure = Failure("history", found.explanation.splitlines()[0] if found.explanation else "broke",
                            OWNERS[pair[0]] | OWNERS[pair[1]])
     if failure is not None:  # the scenario's session is "s" in the report, as in its labels
         summary = failure.summary
         for session_id in session_ids:
             summary = summary.replace(repr(session_id), "s").replace(session_id, "s")
-        failure = _Failure(failure.kind, summary, failure.owners)
+        failure = Failure(failure.kind, summary, failure.owners)
         found = replace(found, steps=masked(found.steps, session_ids))
     return failure, found, found.explored
+
+
+# What each pair's search found, per loaded module: bugs share pairs (update and increment is
+# lost-updates' and lost-increments'), and `check --all` judges one module for every bug.
+_FOUND: weakref.WeakKeyDictionary[ModuleType, dict[tuple[tuple[str, str], str], Any]] = weakref.WeakKeyDictionary()
+
+
+def _explored(implementation: Implementation, pair: tuple[str, str], start: str) -> tuple[Failure | None, Any, int]:
+    found = _FOUND.setdefault(implementation.module, {})
+    if (pair, start) not in found:
+        found[(pair, start)] = _explore_pair(implementation, pair, start)
+    return found[(pair, start)]
 
 
 def search(bug: Bug, implementation: Implementation) -> Figure:
     """Explore every pair that involves the bug's operations; the first failure that is its own breaks."""
     explored, pairs, others = 0, pairs_for(bug), []
     for pair, start in [(pair, start) for start in STARTS for pair in pairs]:
-        failure, found, count = _explore_pair(implementation, pair, start)
+        failure, found, count = _explored(implementation, pair, start)
         explored += count
         if failure is None:
             continue
@@ -243,9 +270,11 @@ def search(bug: Bug, implementation: Implementation) -> Figure:
         return Figure(False, "every pair holds", f"{pair[0]} + {pair[1]} broke",
                       f"{pair[0]} and {pair[1]} at once on {STARTS[start]}: {failure.summary} "
                       f"(after {plural(found.explored, 'interleaving')})", history=report.text())
-    noted = f"; {len(others)} failing pairs belong to other exercises" if others else ""
+    noted = (f"; {plural(len(others), 'pair')} broke in ways other exercises are about" if others else "")
     bound = preemption_bound(implementation)
-    extent = "" if bound is None else (f" (with the framework traced: every interleaving with at most "
+    # A search under a preemption bound can prune interleavings within the bound: it is a sample
+    # of them, not all (pairs_stress runs the pairs on real threads for what it misses).
+    extent = "" if bound is None else (f" (with the framework traced: a search bounded at "
                                        f"{plural(bound, 'preemption')}, not every interleaving)")
     return Figure(True, "every pair holds", "every pair holds",
                   f"{plural(len(pairs), 'pair')} of operations, each on {len(STARTS)} kinds of session, "

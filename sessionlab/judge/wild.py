@@ -69,7 +69,7 @@ def finding(name: str, variant: str, bug: Bug) -> Finding:
     implementation = store(name, variant)
     held = []
     for check in own_checks(bug):
-        result = checks._run_one(check, implementation)
+        result = checks.run_check(check, implementation)
         if result.outcome != checks.HELD:
             return Finding(name, variant, bug, True, result.message.split(": ", 1)[-1], result.detail)
         held.append(result.message.split(": ", 1)[-1])

@@ -45,9 +45,11 @@ class RaceReport:
     def message(self) -> str:
         if self.held:
             extent = "every interleaving" if self.complete else "every interleaving explored"
-            if self.complete and self.preemptions is not None:
-                extent = f"every interleaving with at most {plural(self.preemptions, 'preemption')}"
             scope = f"; {self.scope}" if self.scope and self.complete else ""
+            if self.complete and self.preemptions is not None:
+                # Under a preemption bound the search prunes: a sample within the bound, not all of it.
+                extent = f"a search bounded at {plural(self.preemptions, 'preemption')}"
+                scope = scope.replace("complete over the code of", "over the code of")
             return f"{self.bug.slug}: {extent} holds ({self.explored} explored{scope})"
         return f"{self.bug.slug}: {self.headline} (found after exploring " \
                f"{plural(self.explored, 'interleaving')}, {self.implementation})"

@@ -18,11 +18,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from sessionlab.engines.bounded import Hang, run_bounded
+from sessionlab.engines.bounded import Hang, OutOfTime, run_bounded
+from sessionlab.engines.fair_time import FairClock
 from sessionlab.engines.exploration.capture import capturing_trace
 from sessionlab.engines.exploration.databases import seeing_sqlite
 from sessionlab.engines.exploration.files import seeing_files
@@ -136,8 +138,12 @@ def dependencies(module: ModuleType) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """
     own = module.__name__.split(".")[0]
     names: set[str] = set()
+    # A package's own modules, those beside its __init__.py (as Implementation.files has them):
+    # not its subpackages, such as fixed.wild, the stores of another track, once they are loaded.
+    folder = Path(getattr(module, "__file__", None) or ".").parent
     modules = [module] + [m for name, m in list(sys.modules.items())
-                          if name.startswith(module.__name__ + ".") and m is not None]
+                          if name.startswith(module.__name__ + ".") and m is not None
+                          and Path(getattr(m, "__file__", None) or "").parent == folder]
     for mod in modules:
         for value in list(vars(mod).values()):
             origin = value.__name__ if isinstance(value, ModuleType) else getattr(value, "__module__", None)
@@ -188,9 +194,12 @@ class Exploration:
 
 
 # One run of the workers that takes longer than this is stuck on something the scheduler
-# does not control; the whole exploration of one scenario may take at most EXPLORE_SECONDS.
+# does not control; an exploration in which no run begins for EXPLORE_SECONDS is stuck outside them.
 PER_RUN_SECONDS = 2.0
 EXPLORE_SECONDS = 10.0
+# A search that keeps running executions is slow, not stuck: the searches of one scenario may go
+# on this long in all, then they are cut short (Inconclusive), never called a hang.
+SEARCH_MOST_SECONDS = 40.0
 # With a framework's code traced: how many executions the complete search may take before the
 # search is run under a preemption bound instead, and that bound. A framework's call has
 # hundreds of shared accesses; two unsynchronised calls through Django have more than 10,000
@@ -202,6 +211,14 @@ FRAMEWORK_CONFIRMATIONS = 2
 # When a systematic run stalls: how many schedules to draw at random, and from which seed.
 SAMPLED_SCHEDULES = 200
 SAMPLE_SEED = 0
+
+
+def clock_for(implementation: Implementation, clock: str = "real") -> str:
+    """The clock a search of this code runs on: the virtual one where it runs a framework's code,
+    else clock. A framework's store waits with sleeps (a fix that spins on the cache's atomic add,
+    retrying after a millisecond): on the virtual clock that sleep lets the other thread in,
+    on the real one the spinner is always runnable and a bounded search can never end it."""
+    return "virtual" if scope_of(implementation)[1].packages else clock
 
 
 def explore_workers(
@@ -278,7 +295,7 @@ def explore_workers(
                 swapped = _current["swapped"] = swap_module_locks(implementation, scope.packages)
                 try:
                     return frontrun.explore(
-                        setup=setup,
+                        setup=partial(_unless_abandoned, mine, setup),
                         workers=workers,
                         invariant=invariant,
                         detect_io=io,
@@ -296,13 +313,21 @@ def explore_workers(
             if _current["search"] == mine:
                 _exploring.release()
 
+    whole = FairClock()
+
     def bounded(**strategy: Any) -> Any:
         try:
             return explore_bounded(lambda: run(**strategy), seconds=seconds, label="the exploration",
-                                   files=implementation.files, names=names, per_run=PER_RUN_SECONDS)
+                                   files=implementation.files, names=names, per_run=PER_RUN_SECONDS,
+                                   most=max(1.0, SEARCH_MOST_SECONDS - whole.elapsed()))
         except Hang:
             _recover(unpatch_locks)
             raise
+        except OutOfTime as slow:
+            _recover(unpatch_locks)
+            raise Inconclusive(
+                f"the search was cut short: it was still running interleavings ({slow.progress} begun) "
+                f"after {slow.seconds:g} s; not every interleaving was run, so nothing is proven") from None
 
     # With a framework traced, the complete search gets a budget; past it, the search is run
     # again, complete under a preemption bound, and says so.
@@ -357,6 +382,13 @@ def explore_workers(
         reproduced=(result.reproduction_successes, result.reproduction_attempts),
         schedule=tuple(result.counterexample or ()),
     )
+
+
+def _unless_abandoned(search: int, setup: Callable[[], Any]) -> Any:
+    """setup(), in a search still wanted; a search given up on stops at its next execution."""
+    if _current["search"] != search:
+        raise RuntimeError("this exploration was given up on")
+    return setup()
 
 
 def _recover(unpatch_locks: Callable[[], None]) -> None:

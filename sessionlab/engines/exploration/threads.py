@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sessionlab.bug import Bug
-from sessionlab.engines.exploration.search import MAX_EXECUTIONS, explore_workers
+from sessionlab.engines.exploration.search import MAX_EXECUTIONS, clock_for, explore_workers
 from sessionlab.figure import Figure
 from sessionlab.implementations import Implementation
 from sessionlab.reports.race import RaceReport
@@ -91,7 +91,7 @@ def explore(scenario: RaceScenario, implementation: Implementation) -> RaceRepor
     try:
         found = explore_workers(implementation, setup, [worker.run for worker in scenario.workers], invariant,
                                 names=[f"thread {n} ({worker.label})" for n, worker in enumerate(scenario.workers)],
-                                clock=PERSISTENT_CLOCK if scenario.bug.track == 2 else "real",
+                                clock=clock_for(implementation, PERSISTENT_CLOCK if scenario.bug.track == 2 else "real"),
                                 io=scenario.bug.track != 2)
     finally:
         for state in states:  # files a scenario made, even of an execution that never ended

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from sessionlab.engines.bounded import (
     Files, Hang, Raw, Wait, held_of, innermost, matcher, run_bounded, source_of, wait_of)
+from sessionlab.engines.fair_time import join as fair_join
 from sessionlab.engines.untraced import untraced
 
 T = TypeVar("T")
@@ -31,6 +32,7 @@ class Witness:
         self.taken: dict[tuple[int, str], Raw | None] = {}  # (thread, lock) -> where taken
         self.stalled: list[tuple[str, Raw | None]] = []  # thread name -> where it waits
         self.aliases: dict[str, str] = {}  # a local name for one of the manager's locks -> self.<attribute>
+        self.runs = 0  # executions begun: how the search shows it is getting on
         self._mine = matcher(files)
         self._undo: list[Callable[[], None]] = []
 
@@ -49,7 +51,7 @@ class Witness:
     def _install(self) -> None:
         from frontrun._cooperative import get_context
         from frontrun._deadlock import WaitForGraph, format_cycle
-        from frontrun._dpor_runtime import runner
+        from frontrun._dpor_runtime import runner, worker_set
 
         held: dict[tuple[int, int], Raw | None] = {}  # (thread, id(lock)) -> where taken
         idents: dict[int, int] = {}  # frontrun's thread number -> OS thread
@@ -79,6 +81,7 @@ class Witness:
             return cycle
 
         def cleared(graph: Any) -> Any:  # once per execution
+            witness.runs += 1
             held.clear()
             return clear(graph)
 
@@ -88,6 +91,10 @@ class Witness:
                 witness.stalled = [(t.name, innermost(frames.get(t.ident or -1), mine)) for t in alive]
             return on_timeout(scheduler, alive)
 
+        # One run's bound (frontrun's timeout_per_run) is counted in fair seconds too.
+        join = worker_set.ThreadWorkerSet.join
+        worker_set.ThreadWorkerSet.join = lambda _self, handles, timeout: fair_join(list(handles), timeout)
+        self._undo.append(lambda: setattr(worker_set.ThreadWorkerSet, "join", join))
         WaitForGraph.add_holding, WaitForGraph.add_waiting, WaitForGraph.clear = holding, waiting, cleared
         runner.notify_scheduler_timeout = timed_out
         self._undo.append(lambda: setattr(runner, "notify_scheduler_timeout", on_timeout))
@@ -164,10 +171,11 @@ def _spelled(text: str) -> str:
 
 
 def explore_bounded(explore: Callable[[], T], *, seconds: float, label: str, files: Files = None,
-                    names: Sequence[str] | None = None, per_run: float | None = None) -> T:
+                    names: Sequence[str] | None = None, per_run: float | None = None, most: float = 0.0) -> T:
     """explore() (one frontrun exploration, driven as sessionlab.engines.exploration does, with
-    timeout_per_run=per_run) bounded by seconds; Hang if it found a lock cycle, if one run
-    stalled past frontrun's timeout_per_run, or if the whole of it did not finish in time."""
+    timeout_per_run=per_run); Hang if it found a lock cycle, if one run stalled past frontrun's
+    timeout_per_run, or if no run began for seconds. With most, OutOfTime when it is still
+    running executions after most seconds: a slow search, not a hang."""
 
     files = None if files is None else list(files)
 
@@ -177,7 +185,9 @@ def explore_bounded(explore: Callable[[], T], *, seconds: float, label: str, fil
 
     with Witness(files) as witness:
         try:
-            result, cause = run_bounded(explore, seconds=seconds, label=label, files=files), None
+            progress = (lambda: witness.runs) if most else None
+            result = run_bounded(explore, seconds=seconds, label=label, files=files, progress=progress, most=most)
+            cause = None
         except Hang as hang:
             raise Hang(hang.seconds, label, map(rename, hang.waits), deadlock=hang.deadlock) from None
         except Exception as error:  # sessionlab.engines.exploration raises on an inconclusive search
