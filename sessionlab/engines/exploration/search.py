@@ -123,12 +123,6 @@ class Scope:
         return text
 
 
-# Clients frontrun sees command by command (its Redis key-level detection wraps redis-py's
-# execute_command and Pipeline.execute): each command is shared state of the search, the client's
-# own code is not traced (a node's connection pool is its own); a scenario that uses one says so.
-BY_COMMAND = ("redis",)
-
-
 def dependencies(module: ModuleType) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The third-party packages an implementation uses: (pure Python ones, ones with C code).
 
@@ -149,7 +143,8 @@ def dependencies(module: ModuleType) -> tuple[tuple[str, ...], tuple[str, ...]]:
             origin = value.__name__ if isinstance(value, ModuleType) else getattr(value, "__module__", None)
             if isinstance(origin, str) and origin:
                 names.add(origin.split(".")[0])
-    skip = set(sys.stdlib_module_names) | {own, "sessionlab", "frontrun", "builtins", "__future__"} | set(BY_COMMAND)
+    # redis: frontrun sees every command redis-py sends (key-level detection), its code is not traced
+    skip = set(sys.stdlib_module_names) | {own, "sessionlab", "frontrun", "builtins", "__future__", "redis"}
     python, native = [], []
     for name in sorted(names - skip):
         if name.startswith("_sessionlab_impl_") or name.startswith("_"):
