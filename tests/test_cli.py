@@ -13,10 +13,17 @@ from sessionlab import catalogue
 from sessionlab.cli import main
 from sessionlab.engines import exploration
 from sessionlab.learner import workspace
+from sessionlab.servers import redis_server
 
 ROOT = Path(__file__).resolve().parent.parent
 AVAILABLE, WHY = exploration.frontrun_available()
 needs_frontrun = pytest.mark.skipif(not AVAILABLE, reason=WHY)
+
+
+def fresh(bug) -> str:
+    """What list says of an exercise of a fresh copy: still buggy, or unproven where its track cannot
+    run here (track 4 without redis-server)."""
+    return "unproven" if bug.track == 4 and redis_server.missing() else "buggy"
 
 
 @pytest.fixture
@@ -114,7 +121,8 @@ def test_the_learner_loop_from_start_to_a_fixed_bug_and_back(capsys, lab):
 
     code, out, _ = run(capsys, "list", "--json")
     listing = json.loads(out)
-    assert [e["status"] for e in listing["exercises"]] == ["buggy"] * len(catalogue.BUGS) and listing["next"] == "lost-updates"
+    assert [e["status"] for e in listing["exercises"]] == [fresh(bug) for bug in catalogue.BUGS]
+    assert listing["next"] == "lost-updates"
 
     code, out, _ = run(capsys, "check", "lost-increments")
     assert code == 1 and "STILL BUGGY" in out and "2 increments, counted 1" in out
@@ -219,4 +227,6 @@ def test_the_json_schemas_graders_rely_on(capsys, lab):
     assert set(listing) >= {"workspace", "exercises", "next"}
     for exercise in listing["exercises"]:
         assert set(exercise) >= {"bug", "evidence", "folder", "hints", "hints_seen", "number", "status", "title"}
-        assert exercise["status"] == "buggy" and exercise["verdict"] == "STILL BUGGY"
+        bug = catalogue.find(exercise["bug"])
+        assert exercise["status"] == fresh(bug)
+        assert exercise["verdict"] == ("STILL BUGGY" if fresh(bug) == "buggy" else "UNPROVEN")
