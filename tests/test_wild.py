@@ -218,14 +218,7 @@ def test_the_learner_loop_on_a_store_in_the_wild(tmp_path, monkeypatch, capsys):
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("store", [
-    "django_cache",
-    # Its shared-snapshot stress records a read after a logout that was handed the session's data:
-    # a logout undone by an update saving the whole session back (stats-drift's race), which the
-    # history check files under the bug whose stress ran.
-    pytest.param("flask_cachelib", marks=pytest.mark.xfail(strict=True, reason="a stress history filed "
-                                                            "under the bug whose stress ran")),
-])
+@pytest.mark.parametrize("store", sorted(HAS))
 def test_check_agrees_with_the_table_on_the_labs_own_stores(store):
     """`check --all` on a buggy store says STILL BUGGY for the bugs the table says it has, FIXED for the rest."""
     import json
