@@ -13,7 +13,8 @@ import time
 from test_cli import lab, needs_frontrun, run  # noqa: F401  (lab is a fixture)
 
 from sessionlab import catalogue
-from sessionlab.cli import output
+from sessionlab.cli import output, verdicts
+from sessionlab.judge import checks
 from sessionlab.cli.output import Progress, table
 
 ESCAPE = re.compile(r"\033\[")
@@ -41,6 +42,32 @@ def test_a_table_wraps_cells_at_spaces_to_fit_80_columns():
 def test_a_word_longer_than_its_column_stays_whole():
     lines = table([("a", "b"), ("x", "a-very-long-path/that/cannot/break.py and more words here")], columns=40)
     assert any("a-very-long-path/that/cannot/break.py" in line for line in lines)
+
+
+def test_a_column_with_nothing_in_it_takes_no_room():
+    lines = table([("", "#", "exercise"), ("", "1", "lost-updates"), ("", "2", "lost-increments")], columns=80)
+    assert lines == ["  #  exercise", "  1  lost-updates", "  2  lost-increments"]
+
+
+def held_everywhere(bugs, loaded, progress, *, stress_too=True):
+    """Every check of every bug held: the verdicts list prints once a learner has fixed everything."""
+    return [checks.Verdict(bug, loaded.name, tuple(checks.Result(check, checks.HELD, f"{bug.slug}: holds", 0.01)
+                                                   for check in checks.checks_for(catalogue.home(bug))))
+            for bug in bugs]
+
+
+def test_list_once_every_exercise_is_fixed_prints_the_table_and_points_at_track_3(capsys, lab, monkeypatch):
+    run(capsys, "start")
+    monkeypatch.setattr(verdicts, "judge_all", held_everywhere)
+    monkeypatch.setenv("COLUMNS", "80")
+    code, out, err = run(capsys, "list")
+    assert code == 0, err
+    assert f"{len(catalogue.BUGS)} of {len(catalogue.BUGS)} fixed." in out and "->" not in out
+    assert all(re.search(rf"^  {bug.number} +{bug.slug} +fixed$", out, re.M) for bug in catalogue.BUGS)
+    assert "track 3" in out and "workspace/wild/" in out
+    assert max(len(line) for line in out.splitlines()) <= 80
+    code, out, err = run(capsys, "list", "--impl", "fixed")
+    assert code == 0 and f"{len(catalogue.BUGS)} of {len(catalogue.BUGS)} fixed." in out, err
 
 
 def test_colour_only_on_a_terminal_and_never_with_no_color(monkeypatch):
