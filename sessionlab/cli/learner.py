@@ -120,6 +120,16 @@ def cmd_list(args: argparse.Namespace) -> int:
         print("\n".join(output.indented(loaded.error.text(), "  ")))
         print(f"Fix that line, then: {follow(args, 'list')}")
         return EXIT_OK
+    for error in loaded.partly:  # one file did not load; the exercises of the others were checked
+        numbers = [str(verdict.bug.number) for verdict in judged if loaded.error_for(verdict.bug.manager)
+                   and loaded.error_for(verdict.bug.manager).file == error.file]
+        print("\n".join(wrap(f"{error.file} did not load, so exercise{'s' if len(numbers) > 1 else ''} "
+                             f"{', '.join(numbers)} could not be checked (the others were):", output.width(),
+                             "", "\n")))
+        print("\n".join(output.indented(error.text(), "  ", output.width())))
+        print(f"Fix that line, then: {follow(args, 'list')}")
+    if loaded.partly:
+        return EXIT_OK
     if any(verdict.status == UNPROVEN for verdict in judged) and not exploration.frontrun_available()[0]:
         print("\n".join(wrap(f"unproven: {exploration.frontrun_available()[1]}", output.width())))
     if upcoming is None:
@@ -189,13 +199,17 @@ def cmd_check(args: argparse.Namespace) -> int:
               "full check.")
         print(f"Check them all again: {follow(args, 'check', '--all')}")
         return EXIT_OK
-    for n, verdict in enumerate(judged):
-        if n and loaded.error is not None:  # the same error for every bug: say it once
+    said = set()
+    for verdict in judged:
+        error = loaded.error_for(verdict.bug.manager) if verdict.error else None
+        if error is not None and str(error) in said:  # the same error for every bug of a file: say it once
             print(f"{verdict.bug.number}. {verdict.bug.slug} in {loaded.name}: {verdict_word(ERROR)} (the same error)")
             continue
+        if error is not None:
+            said.add(str(error))
         print("\n".join(verdicts.render(verdicts.as_json(verdict, loaded), args)))
         print()
-    if len(judged) > 1 and loaded.error is not None:
+    if len(judged) > 1 and said:
         print()
     if left_out:
         classes = sorted({bug.manager for bug in left_out})

@@ -61,8 +61,9 @@ def unchecked(verdict: Verdict) -> bool:
 
 
 def judge(bug: Bug, loaded: Loaded, progress: Progress, *, stress_too: bool = True) -> Verdict:
-    if loaded.implementation is None:
-        return checks.unloadable(bug, loaded.name, loaded.error)
+    error = loaded.error_for(bug.manager)
+    if error is not None:
+        return checks.unloadable(bug, loaded.name, error)
     try:
         return checks.judge(bug, loaded.implementation, stress_too=stress_too,
                             progress=lambda check: progress.phase(f"{bug.slug}: {check.name}"))
@@ -118,9 +119,10 @@ def current(loaded: Loaded, found: Sequence[exercises.Exercise], spec: str,
 
 def as_json(verdict: Verdict, loaded: Loaded | None = None) -> dict:
     data = verdict.as_json()
-    if loaded is not None and loaded.error is not None and verdict.error:
-        data["error"] = code_error_json(loaded.error)
-        data["detail"] = loaded.error.text()
+    error = loaded.error_for(verdict.bug.manager) if loaded is not None else None
+    if error is not None and verdict.error:
+        data["error"] = code_error_json(error)
+        data["detail"] = error.text()
     return data
 
 
