@@ -83,14 +83,30 @@ def test_unknown_names_get_one_clear_line(capsys):
 def test_race_prints_the_interleaving_and_the_figure(capsys, lab):
     # The report's own layout is tested with the report (tests/test_race.py); here, that race prints it.
     code, out, _ = run(capsys, "race", "lost-increments")
-    assert code == 0
+    assert code == 1  # an interleaving broke it
     assert "lost-increments (bug 2, atomicity violation) on buggy" in out
     assert "2 increments, counted 1" in out
     assert out.count("count = record.access_count + 1") >= 2
     assert "sessionlab race lost-increments --impl buggy" in out
     code, out, _ = run(capsys, "race", "lost-increments", "--impl", "fixed", "--json")
     (report,) = json.loads(out)
-    assert report["held"] and report["complete"] and report["explored"] >= 2
+    assert code == 0 and report["held"] and report["complete"] and report["explored"] >= 2
+    assert report["status"] == "FIXED"
+    code, out, _ = run(capsys, "race", "lost-increments", "--impl", "fixed", "--impl", "buggy", "--json")
+    assert code == 1 and [r["status"] for r in json.loads(out)] == ["FIXED", "STILL BUGGY"]
+
+
+@needs_frontrun
+def test_race_reports_the_deadlock_on_stdout_as_its_finding(capsys, lab):
+    code, out, err = run(capsys, "race", "lock-order-deadlock")
+    assert code == 1 and "lock-order-deadlock (bug 9, deadlock) on buggy: BROKEN" in out and err == ""
+    assert "Your code deadlocks" in out and out.count("holds self.") == 2 and out.count("waits for self.") == 2
+    code, out, _ = run(capsys, "race", "lock-order-deadlock", "--json")
+    (report,) = json.loads(out)
+    assert code == 1 and report["status"] == "STILL BUGGY" and report["held"] is False
+    assert report["hang"]["deadlock"] and len(report["hang"]["waits"]) == 2
+    code, out, _ = run(capsys, "race", "lock-order-deadlock", "--impl", "fixed", "--json")
+    assert code == 0 and json.loads(out)[0]["status"] == "FIXED"
 
 
 @needs_frontrun
@@ -189,10 +205,12 @@ def test_without_frontrun_race_says_why_and_check_falls_back_on_stress(capsys, m
     from sessionlab.judge import checks
 
     monkeypatch.setattr(exploration, "frontrun_available", lambda: (False, "frontrun has no build for this platform"))
-    code, _, err = run(capsys, "race", "lost-increments")
-    assert code == 5 and "frontrun has no build for this platform" in err  # 5: cannot decide here
+    code, out, _ = run(capsys, "race", "lost-increments")
+    assert code == 5 and "frontrun has no build for this platform" in " ".join(out.split())  # 5: undecided
+    assert "lost-increments (bug 2, atomicity violation) on buggy: UNPROVEN" in out
     code, out, _ = run(capsys, "race", "lost-increments", "--json")
-    assert code == 5 and json.loads(out)["error"]["kind"] == "unavailable"
+    (report,) = json.loads(out)
+    assert code == 5 and report["status"] == "UNPROVEN" and report["held"] is None
     verdict = checks.judge(catalogue.find("lost-increments"), implementations.load("buggy"))
     skipped = [result for result in verdict.results if result.held is None]
     stressed = verdict.results[-1]

@@ -189,6 +189,19 @@ def test_usage_errors_are_json_under_json(capsys, lab):
     assert code == 2 and "no implementation" in json.loads(out)["error"]["message"]
 
 
+def test_the_readme_has_one_table_of_exit_statuses_and_it_is_the_commands():
+    from sessionlab.cli import status
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    rows = {code: word.strip() for code, word in re.findall(r"^\| (\d+) \|([A-Z ]*)\|", readme, re.M)}
+    assert rows == {"0": "FIXED", "1": "STILL BUGGY", "2": "", "3": "ERROR", "4": "HANGS", "5": "UNPROVEN",
+                    "70": "", "130": ""}
+    assert {int(code): word for code, word in rows.items() if word} == {v: k for k, v in EXIT_FOR.items()}
+    assert (status.EXIT_USAGE, status.EXIT_INTERNAL, status.EXIT_INTERRUPTED) == (2, 70, 130)
+    for code in rows:  # the help's table, printed by --help of check and race, has the same rows
+        assert re.search(rf"^  {code} +", status.EXIT_STATUSES, re.M), code
+
+
 def test_the_worst_verdict_counts_and_each_has_its_exit_status():
     assert SEVERITY == ("ERROR", "HANGS", "STILL BUGGY", "UNPROVEN", "FIXED")
     assert EXIT_FOR == {"FIXED": 0, "STILL BUGGY": 1, "ERROR": 3, "HANGS": 4, "UNPROVEN": 5}
@@ -196,3 +209,20 @@ def test_the_worst_verdict_counts_and_each_has_its_exit_status():
     assert worst(["HANGS", "STILL BUGGY", "ERROR"]) == "ERROR"
     assert worst(["FIXED", "UNPROVEN"]) == "UNPROVEN"
     assert worst(["FIXED", "FIXED"]) == "FIXED"
+
+
+def test_observe_reports_a_round_that_hangs_as_hangs_on_stdout(capsys, lab, monkeypatch):
+    from sessionlab.engines import bounded
+
+    def stuck(run, seconds, label, files):
+        raise bounded.Hang(seconds, label, [bounded.Wait("thread worker-0", str(lab / "workspace" / "manager.py"),
+                                                         103, "update_session", "with self._lock:", "self._lock")])
+
+    run(capsys, "start")
+    monkeypatch.setattr(bounded, "run_bounded", stuck)
+    code, out, err = run(capsys, "observe", "lost-updates", "--impl", "workspace")
+    assert code == EXIT_HANGS == 4 and "workspace: HANGS" in out and "Traceback" not in out + err
+    assert "did not finish within" in out and "waits for self._lock at manager.py:103" in " ".join(out.split())
+    code, out, _ = run(capsys, "observe", "lost-updates", "--impl", "workspace", "--json")
+    (observation,) = json.loads(out)
+    assert code == 4 and observation["detected"] and observation["figure"]["got"] == "did not finish"

@@ -107,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="instead, run N single rounds and report how many broke, with a 95%% interval")
     json_option(observe, "the results")
 
-    racing = command("race", "observing:cmd_race", "explore every interleaving of a race bug; print the bad one")
+    racing = command("race", "observing:cmd_race", "explore every interleaving of a race bug; print the bad one",
+                     epilog=EXIT_STATUSES)
     racing.add_argument("bug", metavar="BUG", help=BUG_HELP)
     racing.add_argument("--impl", action="append", metavar="PATH",
                         help=f"the implementation to explore, repeatable (default: your working copy once made, "
