@@ -35,8 +35,9 @@ def test_quoted_commands_are_accepted(path):
                 args = build_parser().parse_args(words[1:])
             except SystemExit:
                 pytest.fail(f"{path.name}: `{command}` is not a command sessionlab accepts")
-            if getattr(args, "bug", None):
-                catalogue.find(args.bug)  # raises for a bug that does not exist
+            named = getattr(args, "bug", None)
+            for bug in [named] if isinstance(named, str) else named or []:
+                catalogue.find(bug)  # raises for a bug that does not exist
         else:
             for flag, value in zip(words, words[1:]):
                 if flag == "-m":

@@ -189,15 +189,16 @@ def build_parser() -> argparse.ArgumentParser:
     check = command("check", "learner:cmd_check",
                     "is the bug fixed in your working copy? exit status 0 only when it is",
                     epilog="verdicts: FIXED, STILL BUGGY, ERROR, HANGS, UNPROVEN\n\n" + EXIT_STATUSES)
-    check.add_argument("bug", metavar="BUG", nargs="?",
-                       help=f"{BUG_HELP} (default: the current exercise: the one you last checked, "
-                            "until it is FIXED; then the first not fixed)")
+    check.add_argument("bug", metavar="BUG", nargs="*",
+                       help=f"{BUG_HELP}; several may be named (default: the current exercise: the one you "
+                            "last checked, until it is FIXED; then the first not fixed)")
     check.add_argument("--all", action="store_true", help="check every exercise; ends with N of M fixed")
     check.add_argument("--impl", metavar="PATH", help=f"check this instead of your working copy ({IMPL_HELP})")
     check.add_argument("--no-stress", action="store_true",
                        help="skip the stress check: only the checks that decide run (stress can only confirm)")
     tracing_options(check)
     json_option(check, "the verdicts")
+    check.add_argument("--recheck", action="store_true", help=argparse.SUPPRESS)  # watch's: the current stays
 
     hint = command("hint", "learner:cmd_hint", "the next hint for an exercise")
     hint.add_argument("bug", metavar="BUG", nargs="?", help=f"{BUG_HELP} (default: the current exercise)")

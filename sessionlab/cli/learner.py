@@ -172,14 +172,16 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.all:
         judged = verdicts.judge_all([exercise.bug for exercise in runnable], loaded, progress, stress_too=stress_too)
     elif args.bug:
-        judged = [verdicts.judge(catalogue.find(args.bug), loaded, progress, stress_too=stress_too)]
+        named = list(dict.fromkeys(catalogue.find(name) for name in args.bug))
+        judged = [verdicts.judge(bug, loaded, progress, stress_too=stress_too) for bug in named]
     else:
         picked = verdicts.current(loaded, runnable, spec, progress, stress_too=stress_too)
         judged = [picked[1]] if picked else []
     where = verdicts.place(spec)
     for verdict in judged:
         if not verdicts.unchecked(verdict):
-            where.record(verdict.bug.slug, verdict.fixed, current=not args.all, proof=proof if verdict.fixed else None)
+            where.record(verdict.bug.slug, verdict.fixed, current=not (args.all or getattr(args, "recheck", False)),
+                         proof=proof if verdict.fixed else None)
     status = worst([verdict.status for verdict in judged])
     fixed = sum(1 for verdict in judged if verdict.fixed)
     if args.json:
