@@ -160,7 +160,12 @@ def test_the_learner_loop_from_start_to_a_fixed_bug_and_back(capsys, lab):
     code, out, _ = run(capsys, "check", "lost-increments")
     assert code == 1 and "STILL BUGGY" in out
 
+    # Before any attempt the diff would be the whole fix: the hints come first, the fix when asked for.
     code, out, _ = run(capsys, "diff", "lost-increments")
+    assert code == 0 and "You have not changed SessionManager.increment_access yet" in out
+    assert "sessionlab hint lost-increments" in out and "FIX(" not in out
+    assert "To see it anyway: sessionlab diff lost-increments --yes" in out
+    code, out, _ = run(capsys, "diff", "lost-increments", "--yes")
     assert "-        count = record.access_count + 1" in out and "+            # FIX(lost-increments)" in out
 
 

@@ -125,10 +125,11 @@ def test_plain_output_fits_80_columns_has_no_colour_and_shows_progress(lab):
 
 
 @needs_frontrun
-def test_check_prints_the_interleaving_under_the_check_that_broke(capsys, lab):
+def test_check_prints_the_interleaving_under_the_check_that_broke(capsys, lab, monkeypatch):
     run(capsys, "start")
+    monkeypatch.setenv("COLUMNS", "80")
     code, out, _ = run(capsys, "check", "lost-increments")
-    assert code == 1
+    assert code == 1 and max(len(line) for line in out.splitlines()) <= 80
     broke = out.index("[FAIL] every interleaving (frontrun)")
     report = out.index("lost-increments (bug 2, atomicity violation) on workspace", broke)
     assert report < out.index("[    ] every pair of operations", broke)
@@ -155,3 +156,39 @@ def test_help_fits_80_columns():
                           capture_output=True, timeout=60)
     wide = [line for line in done.stdout.splitlines() if len(line) > 80]
     assert done.returncode == 0 and "exit status:" in done.stdout and not wide, wide
+
+
+def wider_than(columns: int, out: str) -> list[str]:
+    return [line for line in out.splitlines() if len(ESCAPE.sub("", line)) > columns]
+
+
+@needs_frontrun
+def test_every_command_fits_80_columns(capsys, lab, monkeypatch):
+    """The quick commands run here; check, list, watch, observe and race are measured where they are
+    tested (this module, tests/test_watch.py, tests/test_cli_errors.py)."""
+    from sessionlab.cli import build_parser, inthewild
+    from sessionlab.judge import wild
+
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.chdir(lab)
+    names = [name for action in build_parser()._subparsers._group_actions for name in action.choices]
+    assert len(names) >= 14
+    runs = [(), ("--help",), *((name, "--help") for name in names), ("list",), ("start",), ("hint",),
+            ("hint", "--all"), ("diff", "lost-updates"), ("diff", "lost-updates", "--yes"),
+            ("diff", "--yes", "--impl", "workspace/wild/django_cache.py"), ("reset", "lost-updates"),
+            ("race", "lost-updates"), ("observe", "lost-increments", "--rounds", "1")]
+    for argv in runs:
+        code, out, err = run(capsys, *argv)
+        assert code in (0, 1), (argv, code, err)
+        assert out and not wider_than(80, out), (argv, wider_than(80, out))
+    monkeypatch.setattr(verdicts, "judge_all", held_everywhere)
+    code, out, _ = run(capsys, "check", "--all")  # the verdicts in full, then one screen of summary
+    summary = out[out.index("Summary"):].splitlines()
+    assert code == 0 and not wider_than(80, out) and len(summary) <= 24
+    assert sum(1 for line in summary if re.match(r"  \d+ +\S+ +FIXED ", line)) == len(catalogue.BUGS)
+    # wild's table, on findings of every kind: a bug's number stays with its name, on one row.
+    found = [wild.Finding(store, variant, bug, has=variant == "buggy", evidence="")
+             for variant in ("buggy", "fixed") for store in ("django_cache", "flask_cachelib")
+             for bug in catalogue.track(1)]
+    lines = inthewild.text_table(found, 80)
+    assert not wider_than(80, "\n".join(lines)) and len(lines) == 2 + len(catalogue.track(1))

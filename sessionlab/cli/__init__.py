@@ -13,6 +13,7 @@ import argparse
 import importlib
 import os
 import sys
+import textwrap
 from collections.abc import Sequence
 
 from sessionlab.cli import interrupts
@@ -75,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def command(name: str, run: str, help: str, epilog: str | None = None) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".", epilog=epilog,
+        description = "\n".join(textwrap.wrap(help[0].upper() + help[1:] + ".", 78))
+        sub = commands.add_parser(name, help=help, description=description, epilog=epilog,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
         sub.set_defaults(run=run)
         return sub
@@ -211,6 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     differ.add_argument("bug", metavar="BUG", nargs="?", help=f"{BUG_HELP} (default: the current exercise)")
     differ.add_argument("--impl", metavar="PATH",
                         help="compare this package folder or .py file instead of your working copy")
+    differ.add_argument("--yes", action="store_true",
+                        help="show the reference fix even before you have changed the code (no question asked)")
 
     resetting = command("reset", "learner:cmd_reset",
                         "put one bug's original code back in your working copy (yours is saved first)")

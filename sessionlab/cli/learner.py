@@ -19,23 +19,27 @@ from sessionlab.learner import exercises, workspace
 
 def cmd_start(args: argparse.Namespace) -> int:
     here = space()
+    columns = output.width()
+    made = True
     if args.fresh and here.path.exists():
         kept = here.start_fresh()
-        print(f"Made a fresh working copy of buggy/ in {here.path}/")
+        print(f"Made a fresh working copy of buggy/ in {workspace.WORKSPACE}/")
         if kept is None:
             print("Your old copy was the same as buggy/, so there was nothing to keep.")
         else:
-            print(f"Your old copy is kept in {kept.relative_to(here.root)}/")
+            print("\n".join(wrap(f"Your old copy is kept in {kept.relative_to(here.root)}/", columns)))
     elif here.start():
-        print(f"Made your working copy of buggy/ in {here.path}/")
+        print(f"Made your working copy of buggy/ in {workspace.WORKSPACE}/")
         print("Fix the bugs there; buggy/ stays as it was, and git ignores your copy.")
     else:
-        print(f"Your working copy already exists: {here.path}/  (nothing was changed)")
+        made = False
+        print(f"Your working copy already exists: {workspace.WORKSPACE}/  (nothing was changed)")
         print("To start over from buggy/: sessionlab start --fresh  (your copy is kept first)")
     first = exercises.load(here.root)[0]
     print()
-    print(f"First exercise: {first.bug.number}. {first.bug.title}  ({first.readme.relative_to(here.root)})")
-    print(f"  sessionlab check {first.bug.slug:<20} is it fixed yet? (it is not)")
+    print("\n".join(wrap(f"First exercise: {first.bug.number}. {first.bug.title}  "
+                         f"({first.readme.relative_to(here.root)})", columns)))
+    print(f"  sessionlab check {first.bug.slug:<20} is it fixed yet?" + (" (it is not)" if made else ""))
     print(f"  {'sessionlab list':<37} every exercise and what to do next")
     return EXIT_OK
 
@@ -217,11 +221,25 @@ def cmd_check(args: argparse.Namespace) -> int:
         classes = sorted({bug.manager for bug in left_out})
         print("\n".join(wrap(f"Not checked: {', '.join(bug.slug for bug in left_out)} ({loaded.name} defines no "
                              f"{' or '.join(classes)}, the class those bugs live in).", output.width())))
-    if args.all:
-        print(f"{fixed} of {len(judged)} fixed." + ("" if status == FIXED else f" Overall: {verdict_word(status)}."))
+    if args.all or len(judged) > 1:
+        print("\n".join(summary_table(judged, output.width())))
+        print(f"\n{fixed} of {len(judged)} fixed." + ("" if status == FIXED else f" Overall: {verdict_word(status)}."))
     elif judged[0].fixed:
         print(f"Next exercise: {follow(args, 'check')}")
     return EXIT_FOR[status]
+
+
+def summary_table(judged: list, columns: int) -> list[str]:
+    """One line per verdict, to read on one screen after the verdicts in full."""
+    rows = [("#", "exercise", "verdict", "figure")]
+    for verdict in judged:
+        figure = re.sub(r" \(found after [^()]*\)$", "", verdict.evidence.removeprefix(f"{verdict.bug.slug}: "))
+        rows.append((str(verdict.bug.number), verdict.bug.slug, verdict.status, figure))
+    room = columns - 2 - 3 * 2 - sum(max(len(row[i]) for row in rows) for i in range(3))
+    room = max(12, room)
+    rows = [(*row[:3], (row[3] if len(row[3]) <= room else row[3][: room - 3].rstrip() + "...")
+             .replace(" ", output.GLUE)) for row in rows]
+    return ["", "Summary (each verdict in full above):", "", *table(rows, columns)]
 
 
 def _defines(loaded: Loaded, bug: Bug) -> bool:
@@ -323,22 +341,82 @@ def cmd_diff(args: argparse.Namespace) -> int:
     if not mine.exists():
         raise CommandError(f"{label}: no such file", kind="implementation")
     store = workspace.wild_store(mine)
+    root = space().root
+    original = root / "buggy" / (f"{workspace.WILD}/{mine.name}" if store is not None else bug.module)
+    if not getattr(args, "yes", False) and not _attempted(bug, mine, original, store) and not _confirmed(args, bug,
+                                                                                                       store):
+        return EXIT_OK
+    columns = output.width()
     if store is not None:  # track 3: the whole store against fixed/wild, its fixes all together
-        reference = space().root / "fixed" / workspace.WILD / mine.name
+        reference = root / "fixed" / workspace.WILD / mine.name
         text = workspace.whole_file_diff(mine, reference, label, f"fixed/wild/{mine.name}")
         print(f"{store}: your store against the reference, fixed/wild/{mine.name}\n")
-        print(text or f"{label}: identical to the reference.\n")
-        print("The reference's FIX comments say what each change restores. A different fix is fine")
-        print(f"if it passes: {follow(args, 'check', bug.slug)}")
-        return EXIT_OK
-    reference = space().root / "fixed" / bug.module
-    parts = workspace.diff(bug, mine, reference, label, f"fixed/{bug.module}")
-    print(f"{bug.number}. {bug.slug}: your code against the reference, in {', '.join(bug.functions)}\n")
-    for name, text in parts:
-        print(text if text else f"{name}: identical to the reference.\n")
-    print("The reference's FIX comments say what each change restores. A different fix is fine")
-    print(f"if it passes: {follow(args, 'check', bug.slug)}")
+        print("\n".join(_fitted(text, columns)) if text else f"{label}: identical to the reference.\n")
+    else:
+        reference = root / "fixed" / bug.module
+        parts = workspace.diff(bug, mine, reference, label, f"fixed/{bug.module}")
+        print("\n".join(wrap(f"{bug.number}. {bug.slug}: your code against the reference, in "
+                             f"{', '.join(bug.functions)}", columns)) + "\n")
+        for name, text in parts:
+            print("\n".join(_fitted(text, columns)) if text else f"{name}: identical to the reference.\n")
+    print("\n".join(wrap("The reference's FIX comments say what each change restores. A different fix is "
+                         f"fine if it passes: {follow(args, 'check', bug.slug)}", columns)))
     return EXIT_OK
+
+
+def _attempted(bug: Bug, mine: Path, original: Path, store: str | None) -> bool:
+    """Whether the learner changed the bug's code (a store's whole file) from what buggy/ holds."""
+    if not original.exists():
+        return True
+    if store is not None:
+        return mine.read_bytes() != original.read_bytes()
+    have, was = workspace.functions(mine), workspace.functions(original)
+    return any(name not in have or name not in was or have[name].text != was[name].text for name in bug.functions)
+
+
+def _confirmed(args: argparse.Namespace, bug: Bug, store: str | None) -> bool:
+    """Before any attempt the diff is the whole fix: the hints come first, and it is shown if asked for."""
+    import sys
+
+    here = space()
+    hints = exercises.HintProgress(here.state / "hints.json")
+    if store is not None:
+        wild = exercises.find_wild(exercises.load_wild(here.root), store)
+        slug, total, hint = (wild.slug, len(wild.hints), follow(args, "hint")) if wild else (bug.slug, 0, "")
+    else:
+        exercise = exercises.find(exercises.load(here.root), bug.slug)
+        slug, total, hint = bug.slug, len(exercise.hints), f"sessionlab hint {bug.slug}"
+    what = "this store" if store is not None else ", ".join(bug.functions)
+    columns = output.width()
+    text = f"You have not changed {what} yet, so the diff would be the whole reference fix."
+    if total:
+        text += f" The hints lead there a step at a time ({hints.seen(slug)} of {total} seen): {hint}"
+    print("\n".join(wrap(text, columns)))
+    if sys.stdin.isatty() and sys.stdout.isatty():
+        try:
+            answer = input("Show the reference fix anyway? [y/N] ")
+        except EOFError:
+            answer = ""
+        print()
+        return answer.strip().lower() in ("y", "yes")
+    print(f"To see it anyway: {follow(args, 'diff', *([] if store else [bug.slug]), '--yes')}")
+    return False
+
+
+def _fitted(diff: str, columns: int) -> list[str]:
+    """A unified diff within the width: a longer line goes on below its sign, indented as it was and more."""
+    lines = []
+    for line in diff.splitlines():
+        if len(line) <= columns or not line[1:].strip() or line.startswith(("---", "+++")):
+            lines.append(line)
+            continue
+        sign, code = line[:1], line[1:]
+        lead = code[: len(code) - len(code.lstrip())]
+        comment = code.strip().startswith("#")
+        text = code.strip().removeprefix("#").strip() if comment else code.strip()
+        first, rest = (sign + lead + "# ", sign + lead + "# ") if comment else (sign + lead, sign + lead + "    ")
+        lines += wrap(text, columns, rest, first)
+    return lines
 
 
 def _exhibits() -> list[Path]:
@@ -370,18 +448,20 @@ def cmd_reset(args: argparse.Namespace) -> int:
         original = here.root / "buggy" / workspace.WILD / target.name
         saved = workspace.reset_file(here, target, original, workspace.wild_store(target) or "")
         if saved is None:
-            print(f"{label} is already as buggy/wild/{target.name} has it: nothing was changed or saved.")
+            print("\n".join(wrap(f"{label} is already as buggy/wild/{target.name} has it: nothing was changed or "
+                                 "saved.", output.width())))
             return EXIT_OK
-        print(f"Put buggy/wild/{target.name} back in {label}; your version was saved as "
-              f"{saved.relative_to(here.root)}")
-        print(f"Check that the bugs are back: {follow(args, 'check', bug.slug)}")
+        print("\n".join(wrap(f"Put buggy/wild/{target.name} back in {label}; your version was saved as "
+                             f"{saved.relative_to(here.root)}", output.width())))
+        print("\n".join(wrap(f"Check that the bugs are back: {follow(args, 'check', bug.slug)}", output.width())))
         return EXIT_OK
     saved = workspace.reset(bug, here, target)
     where = ", ".join(bug.functions)
     if saved is None:
-        print(f"{label} already has the original {bug.slug} code ({where}): nothing was changed or saved.")
+        print("\n".join(wrap(f"{label} already has the original {bug.slug} code ({where}): nothing was changed "
+                             "or saved.", output.width())))
         return EXIT_OK
     print(f"Put the original {bug.slug} code back in {label}")
     print(f"  ({where}); your version was saved as {saved.relative_to(here.root)}")
-    print(f"Check that the bug is back: {follow(args, 'check', bug.slug)}")
+    print("\n".join(wrap(f"Check that the bug is back: {follow(args, 'check', bug.slug)}", output.width())))
     return EXIT_OK
