@@ -65,6 +65,10 @@ def test_list_once_every_exercise_is_fixed_prints_the_table_and_points_at_track_
     assert f"{len(catalogue.BUGS)} of {len(catalogue.BUGS)} fixed." in out and "->" not in out
     assert all(re.search(rf"^  {bug.number} +{bug.slug} +fixed$", out, re.M) for bug in catalogue.BUGS)
     assert "track 3" in out and "workspace/wild/" in out
+    # Track 3 in the same table: its stores, as their last check left them (none yet).
+    assert re.search(r"^  12 +wild/django_cache +not checked yet$", out, re.M), out
+    assert re.search(r"^  13 +wild/flask_cachelib +not checked yet$", out, re.M), out
+    assert "Track 3: 0 of 2 stores fixed." in out
     assert max(len(line) for line in out.splitlines()) <= 80
     code, out, err = run(capsys, "list", "--impl", "fixed")
     assert code == 0 and f"{len(catalogue.BUGS)} of {len(catalogue.BUGS)} fixed." in out, err
@@ -116,7 +120,7 @@ def test_plain_output_fits_80_columns_has_no_colour_and_shows_progress(lab):
     assert sessionlab(lab, "start").returncode == 0
     result = sessionlab(lab, "list")
     table_lines = [line for line in result.stdout.splitlines() if re.match(r"\s+(->)?\s+\d+  ", line)]
-    assert len(table_lines) == 11 and all(len(line) <= 80 for line in result.stdout.splitlines())
+    assert len(table_lines) == 13 and all(len(line) <= 80 for line in result.stdout.splitlines())  # 11 + track 3
     result = sessionlab(lab, "observe", "lost-increments", "--impl", "fixed")  # 1.5-4 s of rounds
     assert not ESCAPE.search(result.stdout + result.stderr)
     # At most one plain line for the phase, and only if it ran over two seconds (test_progress_* time it).

@@ -204,6 +204,8 @@ def test_the_learner_loop_on_a_store_in_the_wild(tmp_path, monkeypatch, capsys):
     assert code == 0 and "Hint 1 of 4 for wild/flask_cachelib" in out, out
     code, out = run("check", "lost-updates", "--no-stress", "--impl", "workspace/wild/flask_cachelib.py")
     assert code != 0 and "STILL BUGGY" in out and "the update of" in out, out
+    assert "Stuck? sessionlab hint --impl workspace/wild/flask_cachelib.py" in out, out  # the store's hints
+    assert "sessionlab race lost-updates --impl workspace/wild/flask_cachelib.py" in " ".join(out.split())
     code, out = run("diff", "--impl", "workspace/wild/flask_cachelib.py")  # no attempt yet: the hints first
     assert code == 0 and "You have not changed this store yet" in out and "SESSION_LOCK_STRIPES" not in out, out
     code, out = run("diff", "lost-updates", "--impl", "workspace/wild/flask_cachelib.py", "--yes")

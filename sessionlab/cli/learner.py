@@ -93,6 +93,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     statuses = list(zip(found, judged))
     upcoming = next((exercise for exercise, verdict in statuses if not verdict.fixed), None)
     hints = exercises.HintProgress(here.state / "hints.json")
+    stores = [] if args.impl else _wild_states(here)
     if args.json:
         listing = {
             "workspace": str(here.path) if not args.impl else args.impl,
@@ -107,18 +108,29 @@ def cmd_list(args: argparse.Namespace) -> int:
         }
         if loaded.error is not None:
             listing["error"] = code_error_json(loaded.error)
+        if stores:
+            listing["wild"] = [{"number": number, "store": wild.store, "folder": str(wild.folder.relative_to(here.root)),
+                                "file": file, "bugs": [bug.slug for bug in wild.bugs], "status": state,
+                                "fixed": done, "hints_seen": hints.seen(wild.slug), "hints": len(wild.hints)}
+                               for number, wild, file, state, done in stores]
         print_json(listing)
         return EXIT_OK
     rows = [("", "#", "exercise", "status")]  # each exercise's folder is exercises/<#>-<exercise>/
     for exercise, verdict in statuses:
         rows.append(("->" if exercise is upcoming else "", str(exercise.bug.number), exercise.bug.slug,
                      _short_state(verdict)))
+    rows += [("", str(number), wild.slug, state) for number, wild, _, state, _ in stores]
     print("\n".join(wrap(f"Exercises, checked against {loaded.name}/ (deterministic checks; `check` adds "
                          "stress):", output.width())))
     print()
     print("\n".join(table(rows)))
     fixed = sum(1 for _, verdict in statuses if verdict.fixed)
-    print(f"\n{fixed} of {len(statuses)} fixed.")
+    if stores:
+        print("\n".join(wrap(f"{', '.join(str(number) for number, *_ in stores)}: track 3, the stores in "
+                             f"{workspace.WORKSPACE}/{workspace.WILD}/, as their last check left them "
+                             "(list does not run their searches: check --impl does)", output.width(), "", "\n")))
+    print(f"\n{fixed} of {len(statuses)} fixed." + (f" Track 3: {sum(state == 'fixed' for *_, state, _ in stores)} of "
+                                                    f"{len(stores)} stores fixed." if stores else ""))
     if loaded.error is not None:
         print("\nYour code did not load, so no exercise could be checked:")
         print("\n".join(output.indented(loaded.error.text(), "  ")))
@@ -155,6 +167,23 @@ def cmd_list(args: argparse.Namespace) -> int:
     for command, what in steps:
         print(f"      {command:<{wide}}  {what}")
     return EXIT_OK
+
+
+def _wild_states(here: workspace.Workspace) -> list[tuple[int, exercises.WildExercise, str, str, list[str]]]:
+    """Track 3 in the working copy: each store's number, exercise, file, state and bugs found fixed, as the
+    checks of that file recorded them (no search is run)."""
+    found = []
+    for wild in exercises.load_wild(here.root):
+        file = f"{workspace.WORKSPACE}/{workspace.WILD}/{wild.store}.py"
+        if not (here.root / file).exists():
+            continue
+        where = verdicts.place(str(here.root / file))
+        done = [bug.slug for bug in wild.bugs if bug.slug in where.confirmed]
+        state = ("fixed" if len(done) == len(wild.bugs) else f"{len(done)} of {len(wild.bugs)} bugs fixed" if done
+                 else "not checked yet" if where.current is None else "still buggy")
+        number = int(wild.folder.name.split("-", 1)[0]) if wild.folder.name[:1].isdigit() else 0
+        found.append((number, wild, file, state, done))
+    return found
 
 
 # -- check ----------------------------------------------------------------------------------------
@@ -305,13 +334,15 @@ def _wild_hint(wild: exercises.WildExercise, progress: exercises.HintProgress, c
     seen = progress.seen(wild.slug)
     number = min(seen + 1, len(wild.hints))
     progress.record(wild.slug, number)
-    print(f"Hint {number} of {len(wild.hints)} for {wild.slug} ({', '.join(bug.slug for bug in wild.bugs)}):\n")
+    print("\n".join(wrap(f"Hint {number} of {len(wild.hints)} for {wild.slug} "
+                         f"({', '.join(bug.slug for bug in wild.bugs)}):", columns)) + "\n")
     print("\n".join(wrap(wild.hints[number - 1], columns, "  ")))
     print()
     if number < len(wild.hints):
         print(f"Run it again for the next hint ({len(wild.hints) - number} left).")
     else:
-        print(f"That is the last hint. Once it passes, compare: sessionlab diff --impl workspace/wild/{wild.store}.py")
+        print("\n".join(wrap("That is the last hint. Once it passes, compare: sessionlab diff --impl "
+                             f"workspace/wild/{wild.store}.py", columns)))
     return EXIT_OK
 
 
