@@ -24,8 +24,16 @@ from typing import Any
 from sessionlab.api import SessionManager
 
 # The lab's state on this machine (hint progress, the learner's saved files, measured rates),
-# in the project root; ignored by git.
+# in the project root; ignored by git. SESSIONLAB_STATE puts it elsewhere (the self-test's own).
 STATE = ".sessionlab"
+
+
+def state_folder(root: Path | None = None) -> Path:
+    """Where the lab keeps its state: SESSIONLAB_STATE, else .sessionlab/ in the project root."""
+    override = os.environ.get("SESSIONLAB_STATE")
+    if override:
+        return Path(override).resolve()
+    return (root or project_root()) / STATE
 
 
 def project_root() -> Path:

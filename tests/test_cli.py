@@ -25,6 +25,7 @@ def lab(tmp_path, monkeypatch):
     for folder in ("buggy", "fixed", "exercises"):
         shutil.copytree(ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setenv("SESSIONLAB_ROOT", str(tmp_path))
+    monkeypatch.setenv("SESSIONLAB_STATE", str(tmp_path / ".sessionlab"))  # its own, not the self-test's
     return tmp_path
 
 
@@ -70,6 +71,19 @@ def test_observe_rate_counts_single_rounds(capsys, lab):
     assert code == 0
     assert "buggy: broke in 3 of 3 rounds (100%)" in out
     assert not (lab / ".sessionlab" / "rates.json").exists()  # three rounds calibrate nothing
+
+
+def test_observe_changes_what_check_does_only_when_asked_to_calibrate(capsys, lab, monkeypatch):
+    from sessionlab.cli import observing
+    from sessionlab.engines import stress
+
+    monkeypatch.setattr(observing, "CALIBRATION_RUNS", 3)  # the rounds it takes (50) cost seconds here
+    code, out, _ = run(capsys, "observe", "3", "--impl", "buggy", "--rate", "3")
+    assert code == 0 and "not kept for this machine's bounds: that takes --calibrate" in " ".join(out.split())
+    assert not (lab / ".sessionlab" / "rates.json").exists() and stress.calibration("cleanup-leak") is None
+    code, out, _ = run(capsys, "observe", "3", "--impl", "buggy", "--rate", "3", "--calibrate")
+    assert code == 0 and "kept for this machine" in out
+    assert stress.calibration("cleanup-leak") == stress.Rate(3, 3)
 
 
 def test_unknown_names_get_one_clear_line(capsys):

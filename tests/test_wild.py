@@ -191,6 +191,7 @@ def test_the_learner_loop_on_a_store_in_the_wild(tmp_path, monkeypatch, capsys):
     for folder in ("buggy", "fixed", "exercises"):
         shutil.copytree(ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setenv("SESSIONLAB_ROOT", str(tmp_path))
+    monkeypatch.setenv("SESSIONLAB_STATE", str(tmp_path / ".sessionlab"))
     monkeypatch.chdir(tmp_path)
     mine = tmp_path / "workspace" / "wild" / "flask_cachelib.py"
 

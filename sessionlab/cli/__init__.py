@@ -107,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
                               "breaks rounds at the assumed rate less than once in a million)")
     observe.add_argument("--rate", type=_at_least_one, metavar="N",
                          help="instead, run N single rounds and report how many broke, with a 95%% interval")
+    observe.add_argument("--calibrate", action="store_true",
+                         help="with --rate N (50 or more) on buggy: keep the rate for the bounds of the stress "
+                              "checks on this machine (check then runs more rounds if buggy breaks less often "
+                              "here); without it observe changes nothing check does")
     json_option(observe, "the results")
 
     racing = command("race", "observing:cmd_race", "explore every interleaving of a race bug; print the bad one",

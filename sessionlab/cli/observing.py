@@ -222,7 +222,7 @@ def measure_rate(args: argparse.Namespace, scenario: Scenario, implementations, 
     for implementation in implementations:
         broke, example = round_rate(scenario, implementation, args.rate, progress)
         results.append((implementation, broke, example))
-        if implementation.name == "buggy" and broke and args.rate >= CALIBRATION_RUNS:
+        if _keeps(args, implementation, broke):
             # stress.calibration: the checks' bound counts on the lower end of what this machine showed.
             stress.calibrate(bug.slug, stress.Rate(broke, args.rate))
     rows = []
@@ -257,15 +257,22 @@ def measure_rate(args: argparse.Namespace, scenario: Scenario, implementations, 
             }[where]
             text = f"the lab assumes buggy/ breaks at least {scenario.round_rate:.0%} of rounds, which {meaning}"
             print("\n".join(wrap(text, columns, "    ")))
-        if implementation.name == "buggy" and broke and args.rate >= CALIBRATION_RUNS:
+        if _keeps(args, implementation, broke):
             print("    kept for this machine: the checks' bound counts on the lower end of the measured rate")
         elif implementation.name == "buggy":
-            print(f"    not kept for this machine's bounds: that takes at least {CALIBRATION_RUNS} rounds")
+            print("\n".join(wrap(f"not kept for this machine's bounds: that takes --calibrate and at least "
+                                 f"{CALIBRATION_RUNS} rounds", columns, "      ", "    ")))
     print("\n".join(wrap(
         f"The checks run up to {stress.plural(scenario.max_rounds, 'round')}: enough to miss, less than once in "
         f"a million runs, a bug that breaks at least {scenario.counted_rate:.1%} of rounds. Whether a bug breaks "
         f"that often here is what the interval above says; more rounds (--rate) narrow it.", columns)))
     return EXIT_OK
+
+
+def _keeps(args: argparse.Namespace, implementation: implementations.Implementation, broke: int) -> bool:
+    """Whether observe --rate keeps buggy's rate for the checks' bounds: only when asked (--calibrate)."""
+    return (getattr(args, "calibrate", False) and implementation.name == "buggy" and broke > 0
+            and args.rate >= CALIBRATION_RUNS)
 
 
 def cmd_race(args: argparse.Namespace) -> int:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sessionlab.bug import Bug
-from sessionlab.implementations import STATE
+from sessionlab.implementations import state_folder
 
 WORKSPACE = "workspace"
 MODULE = "manager.py"
@@ -61,7 +61,7 @@ class Workspace:
 
     @property
     def state(self) -> Path:
-        return self.root / STATE
+        return state_folder(self.root)
 
     @property
     def exists(self) -> bool:
