@@ -1,10 +1,10 @@
 """The ``sessionlab`` command line.
 
 ``main`` parses the command line and runs one command; the commands live in
-``learner`` (start, list, check, hint, diff, reset), ``watching`` (watch) and
-``observing`` (demo, observe, race), and print through ``output``. They are
-imported only once a command is chosen, so ``sessionlab --help`` is quick and
-Ctrl-C is caught from the first moment.
+``learner`` (start, list, check, hint), ``comparing`` (diff, reset), ``watching``
+(watch), ``grading`` (grade) and ``observing`` (demo, observe, race), and print
+through ``output``. They are imported only once a command is chosen, so
+``sessionlab --help`` is quick and Ctrl-C is caught from the first moment.
 """
 
 from __future__ import annotations
@@ -213,17 +213,29 @@ def build_parser() -> argparse.ArgumentParser:
     hint.add_argument("--impl", metavar="PATH",
                       help="a store in the wild (track 3): its hints, e.g. workspace/wild/django_cache.py")
 
-    differ = command("diff", "learner:cmd_diff", "your code for one bug against the reference fixed/")
+    differ = command("diff", "comparing:cmd_diff", "your code for one bug against the reference fixed/")
     differ.add_argument("bug", metavar="BUG", nargs="?", help=f"{BUG_HELP} (default: the current exercise)")
     differ.add_argument("--impl", metavar="PATH",
                         help="compare this package folder or .py file instead of your working copy")
     differ.add_argument("--yes", action="store_true",
                         help="show the reference fix even before you have changed the code (no question asked)")
 
-    resetting = command("reset", "learner:cmd_reset",
+    resetting = command("reset", "comparing:cmd_reset",
                         "put one bug's original code back in your working copy (yours is saved first)")
     resetting.add_argument("bug", metavar="BUG", help=BUG_HELP)
     resetting.add_argument("--impl", metavar="PATH", help="reset this package folder or .py file instead")
+
+    grading = command("grade", "grading:cmd_grade",
+                      "judge a class's working copies, several at once: a table of copies by exercises")
+    grading.add_argument("copies", metavar="DIR", nargs="+",
+                         help="a learner's clone (its workspace/ is judged, its hints seen read) or a working copy")
+    grading.add_argument("--jobs", type=_at_least_one, metavar="N", help="copies judged at once (default: the cores)")
+    grading.add_argument("--seconds", type=_seconds, default=300.0, metavar="S",
+                         help="the bound of one copy's check; a copy still running is a row that says so "
+                              "(default: 300)")
+    grading.add_argument("--no-stress", action="store_true", help="judge without the stress checks (faster)")
+    grading.add_argument("--csv", action="store_true", help="print the table as CSV, with the hints seen")
+    json_option(grading, "every copy's verdicts, with the lab's version and the time")
 
     watch = command("watch", "watching:cmd_watch",
                     "check the current exercise on every save; move on once it is FIXED")
