@@ -180,7 +180,8 @@ def test_every_command_fits_80_columns(capsys, lab, monkeypatch):
     runs = [(), ("--help",), *((name, "--help") for name in names), ("list",), ("start",), ("hint",),
             ("hint", "--all"), ("diff", "lost-updates"), ("diff", "lost-updates", "--yes"),
             ("diff", "--yes", "--impl", "workspace/wild/django_cache.py"), ("reset", "lost-updates"),
-            ("race", "lost-updates"), ("observe", "lost-increments", "--rounds", "1")]
+            ("race", "lost-updates"), ("observe", "lost-increments", "--rounds", "1"),
+            ("bench", "--operations", "200", "--repeats", "1", "--threads", "1", "4", "--workloads", "get")]
     for argv in runs:
         code, out, err = run(capsys, *argv)
         assert code in (0, 1), (argv, code, err)
