@@ -264,6 +264,10 @@ def _import_path(path: Path) -> ModuleType:
     return module
 
 
+class NotLoaded(CodeError):
+    """A class of the implementation was used whose file did not load (the other files did)."""
+
+
 class Unloaded:
     """Stands for a name of a file of the implementation that did not load; calling it raises why."""
 
@@ -273,7 +277,8 @@ class Unloaded:
         self.name, self.error = name, error
 
     def __call__(self, *args: object, **kwargs: object) -> Any:
-        raise self.error
+        error = self.error
+        raise NotLoaded(error.message, error.file, error.line, error.function, error.source)
 
     def __repr__(self) -> str:
         return f"<{self.name}: not loaded: {self.error}>"

@@ -42,7 +42,8 @@ def guarded(what: str, implementation: implementations.Implementation, run):
         error = shorten(implementations.CodeError.of(exc, implementation.files))
         if not error.file:  # it passed through none of the implementation's files: the lab's own bug
             raise
-        raise CommandError(f"{what}: ERROR: your code raised {error}", EXIT_ERROR, kind="code",
+        how = "did not load" if isinstance(exc, implementations.NotLoaded) else "raised"
+        raise CommandError(f"{what}: ERROR: your code {how}: {error}", EXIT_ERROR, kind="code",
                            code=code_error_json(error), detail=error.text()) from None
 
 
