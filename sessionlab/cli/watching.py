@@ -225,6 +225,7 @@ class Watch:
         self.verdict: dict | None = None  # the last verdict shown (its JSON)
         self.body: list[str] = []
         self.regressed: list[dict] = []
+        self.heading = ""  # when the last run started, and why
 
     # -- Runs ----------------------------------------------------------------------------------
 
@@ -233,7 +234,8 @@ class Watch:
         screen. True when every exercise is fixed."""
         fixed_now: set[str] = set()
         while True:
-            self.screen.begin(f"--- {time.strftime('%H:%M:%S')}  {why}")
+            self.heading = f"--- {time.strftime('%H:%M:%S')}  {why}"
+            self.screen.begin(self.heading)
             columns = self.screen.size()[0] if self.screen.terminal else None
             self.status, result = run_check([self.bug] if self.bug else [], self.args, columns=columns)
             if "error" in result and not result.get("verdicts"):
@@ -292,7 +294,8 @@ class Watch:
     def draw(self) -> None:
         columns = self.screen.size()[0] if self.screen.terminal else output.width()
         slug = self.verdict["bug"] if self.verdict else self.bug or ""
-        self.screen.draw(self.body, self.footer(columns), follow(self.args, "check", *([slug] if slug else [])))
+        body = [self.heading, *self.body] if self.screen.terminal and self.heading else self.body
+        self.screen.draw(body, self.footer(columns), follow(self.args, "check", *([slug] if slug else [])))
 
     def footer(self, columns: int) -> list[str]:
         lines = [("-" * (columns - 1)) if self.screen.terminal else ""]
