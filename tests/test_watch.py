@@ -59,10 +59,11 @@ class Terminal:
         """What the last drawing of the screen shows (after the last clear)."""
         return ESCAPES.sub("", self.text.rsplit("\033[2J", 1)[-1])
 
-    def wait_for(self, text: str, seconds: float = 30) -> None:
+    def wait_for(self, text: str, seconds: float = 30, running: bool = True) -> None:
+        """Until text is on the screen; running: the process may not end before it is."""
         deadline = time.monotonic() + seconds
         while text not in ESCAPES.sub("", self.text):
-            assert self.process.poll() is None and time.monotonic() < deadline, \
+            assert (self.process.poll() is None or not running) and time.monotonic() < deadline, \
                 f"no {text!r} on the screen:\n{self.screen()}"
             time.sleep(0.05)
 
@@ -114,4 +115,27 @@ def test_watch_stays_on_fixed_until_n_and_reports_a_regression_in_the_saved_file
         terminal.close()
     lines = [line for part in ESCAPES.sub("", terminal.text).split("\n") for line in part.split("\r")]
     assert max(len(line) for line in lines) <= 80, max(lines, key=len)
+    assert "Traceback" not in terminal.text
+
+
+def test_ctrl_c_ends_watch_on_a_terminal_and_gives_the_terminal_back(capsys, lab):
+    import signal
+    import termios
+
+    run(capsys, "start")
+    for name in ("manager.py", "persistent.py"):  # neither loads: each check is an ERROR at once
+        path = lab / "workspace" / name
+        path.write_text(path.read_text().replace("\nclass ", "\nclass (", 1))
+    env = {key: value for key, value in os.environ.items() if key not in ("COLUMNS", "LINES")}
+    env.update(SESSIONLAB_ROOT=str(lab), TERM="xterm")
+    terminal = Terminal([sys.executable, "-m", "sessionlab", "watch", "--interval", "0.1"], lab, env)
+    try:
+        terminal.wait_for("ERROR: 1. lost-updates")
+        assert not termios.tcgetattr(terminal.slave)[3] & termios.ICANON  # keys without Enter while it runs
+        terminal.process.send_signal(signal.SIGINT)
+        assert terminal.process.wait(timeout=10) == 130
+        assert termios.tcgetattr(terminal.slave)[3] & termios.ICANON
+        terminal.wait_for("sessionlab: interrupted", seconds=2, running=False)
+    finally:
+        terminal.close()
     assert "Traceback" not in terminal.text
