@@ -16,8 +16,8 @@ the rate at which one round breaks on ``buggy``: enough rounds that a bug
 present in the code is missed less than once in a million runs at that rate.
 The built-in rates were measured on a 2-core machine with CPython 3.11 and a 1
 microsecond switch interval, each lowered for a margin. A machine can be slower
-to break: ``sessionlab observe BUG --impl buggy --rate 100`` measures the rate
-here and keeps it (``.sessionlab/rates.json``); from then on the bound counts
+to break: ``sessionlab observe BUG --impl buggy --rate 100 --calibrate`` measures the
+rate here and keeps it (``.sessionlab/rates.json``); from then on the bound counts
 on the lower end of its 99% confidence interval when that is lower. The
 deterministic checks decide a verdict; stress confirms it. Each bug's scenario, and
 the rate it counts on, lives in its module under ``sessionlab/bugs/``.
@@ -43,7 +43,7 @@ from sessionlab.bug import Bug
 from sessionlab.engines.linearizability import kinds
 from sessionlab.engines.linearizability.recording import HistoryRecorder
 from sessionlab.figure import Figure, plural
-from sessionlab.implementations import STATE, project_root
+from sessionlab.implementations import state_folder
 
 NewManager = Callable[[], SessionManager]
 
@@ -180,7 +180,7 @@ def wilson(broke: int, runs: int, z: float = CONFIDENCE_Z) -> tuple[float, float
 
 
 def _calibration_file() -> Path:
-    return project_root() / STATE / "rates.json"
+    return state_folder() / "rates.json"
 
 
 def calibration(slug: str) -> Rate | None:
