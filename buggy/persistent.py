@@ -78,15 +78,25 @@ STATUSES = ("pending", "in_progress", "completed", "failed", "expired")
 _NEXT = {"pending": ("in_progress", "failed"), "in_progress": ("completed", "failed"),
          "completed": (), "failed": (), "expired": ()}
 _EXPIRING = ("pending", "in_progress")
+# A failed sweep is retried after RETRY_FIRST seconds, then twice as long each time, up to the
+# sweep interval; health_problems reports the sweeper once its last FAILING_SWEEPS sweeps failed.
+RETRY_FIRST = 1.0
+FAILING_SWEEPS = 3
 
 
 class PersistentSessionManager:
     """Creates, reads, updates and deletes sessions kept in one SQLite file."""
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, ttl: float = 1800.0,
-                 sweep_interval: float = 60.0, clock: Callable[[], float] = time.time):
-        if not ttl > 0 or not sweep_interval > 0:
-            raise InvalidInput("ttl and sweep_interval must be positive numbers of seconds")
+                 sweep_interval: float = 60.0, clock: Callable[[], float] = time.time, lock_timeout: float = 30.0):
+        """lock_timeout: how long a write waits for another process's write lock before StoreError."""
+        for name, value in (("ttl", ttl), ("sweep_interval", sweep_interval), ("lock_timeout", lock_timeout)):
+            if type(value) not in (int, float) or not 0 < value < 2**31:
+                raise InvalidInput(f"{name} must be a positive number of seconds, below 2**31")
+        if path is not None and not isinstance(path, (str, os.PathLike)):
+            raise InvalidInput("path must be a str or a path")
+        if not callable(clock):
+            raise InvalidInput("clock must be a function that returns the time in seconds")
         self._clock = clock
         self._ttl = float(ttl)
         self._temporary = path is None
@@ -94,7 +104,7 @@ class PersistentSessionManager:
             handle, path = tempfile.mkstemp(prefix="sessions-", suffix=".sqlite3")
             os.close(handle)
         self._path = Path(path)
-        self._db = _open(self._path)
+        self._db = _open(self._path, float(lock_timeout))
         # Guards self._db: one statement or transaction at a time on this connection.
         # Taken before self._cache_lock whenever both are held.
         self._db_lock = threading.Lock()
@@ -107,6 +117,10 @@ class PersistentSessionManager:
         self._closed = False
         self._final = (Stats(0, 0, 0, 0, 0), 0, 0)  # what the stats were at close
         self._stop = threading.Event()
+        # Guards self._sweeps_failed and self._sweep_failure: the sweeper writes them, health_problems reads.
+        self._failures_lock = threading.Lock()
+        self._sweeps_failed = 0  # sweeps failed in a row
+        self._sweep_failure = ""  # why the last one failed, never with an id
         self._sweeper = threading.Thread(target=self._sweep, args=(float(sweep_interval),),
                                          name="session-sweeper", daemon=True)
         self._sweeper.start()
@@ -324,10 +338,50 @@ class PersistentSessionManager:
 
     # -- Helpers -------------------------------------------------------------------------
 
+    def health_problems(self) -> tuple[str, ...]:
+        """What stops the sweeper: it has stopped, or its last FAILING_SWEEPS sweeps failed."""
+        with self._failures_lock:
+            failed, reason = self._sweeps_failed, self._sweep_failure
+        if self._stop.is_set():
+            return ()  # closed: the sweeper is meant to be stopped
+        if not self._sweeper.is_alive():
+            return ("the session sweeper has stopped: sessions no longer expire",)
+        if failed >= FAILING_SWEEPS:
+            return (f"the session sweeper failed its last {failed} sweeps: {reason}",)
+        return ()
+
     def _sweep(self, interval: float) -> None:
-        """The sweeper thread: expire sessions every interval until close() stops it."""
-        while not self._stop.wait(interval):
-            self.expire_sessions()
+        """The sweeper thread: expire sessions every interval until close() stops it. A failed
+        sweep is logged once and retried, sooner at first, then every interval."""
+        delay = interval
+        while not self._stop.wait(delay):
+            try:
+                self.expire_sessions()
+            except Exception as exc:
+                if self._closed:
+                    raise  # a sweep under a closed manager is no failure of the store: close() let it run
+                delay = self._sweep_failed(exc, interval)
+            else:
+                delay = self._sweep_succeeded(interval)
+
+    def _sweep_failed(self, exc: Exception, interval: float) -> float:
+        """Note a failed sweep; how long to wait before the next."""
+        reason = str(exc) if isinstance(exc, StoreError) else type(exc).__name__  # a StoreError names no id
+        with self._failures_lock:
+            self._sweeps_failed += 1
+            self._sweep_failure = reason
+            failed = self._sweeps_failed
+        if failed == 1:
+            log.warning("a sweep of the session store %s failed (%s); retrying", self._path.name, reason)
+        return min(interval, RETRY_FIRST * 2 ** (failed - 1))
+
+    def _sweep_succeeded(self, interval: float) -> float:
+        with self._failures_lock:
+            failed, self._sweeps_failed, self._sweep_failure = self._sweeps_failed, 0, ""
+        if failed:
+            log.warning("the sweeps of the session store %s succeed again, after %d failed sweeps",
+                        self._path.name, failed)
+        return interval
 
     def _check_open(self) -> None:
         """Raise SessionError once the manager is closed. Call with self._db_lock held."""
@@ -450,12 +504,12 @@ def _snapshot(row: tuple) -> Session:
                    created_at=created_at, last_accessed=last_update)
 
 
-def _open(path: Path) -> _Store:
+def _open(path: Path, lock_timeout: float = 30.0) -> _Store:
     """Open (creating if needed) and migrate a session database; StoreError if it cannot be used."""
     if not path.parent.is_dir():
         raise StoreError(f"cannot open {path}: the folder {path.parent} does not exist")
     try:
-        db = _Store(sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0))
+        db = _Store(sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=lock_timeout))
     except sqlite3.Error as exc:
         raise StoreError(f"cannot open {path}: {exc}") from None
     try:

@@ -173,6 +173,7 @@ class HealthStatus:
     active_sessions_actual: int  # what get_active_count() counts
     cleanup_queue_size: int
     memory_leak_detected: bool
+    problems: tuple[str, ...] = ()  # what the manager says stops its background work (a failing sweeper)
 
     @property
     def discrepancy(self) -> int:
@@ -180,7 +181,7 @@ class HealthStatus:
 
     @property
     def healthy(self) -> bool:
-        return self.discrepancy == 0 and not self.memory_leak_detected
+        return self.discrepancy == 0 and not self.memory_leak_detected and not self.problems
 
 
 # -- The manager -------------------------------------------------------------
@@ -230,13 +231,20 @@ class SessionManager(Protocol):
 
 
 def health_check(manager: SessionManager) -> HealthStatus:
-    """Compare what the manager reports with what it holds."""
+    """Compare what the manager reports with what it holds.
+
+    A manager with background work (a sweeper) may also say what stops it, with a method
+    ``health_problems()`` returning a tuple of plain sentences, never a session id; a
+    manager without one has no problems to report.
+    """
     queue_size = manager.get_cleanup_queue_size()
+    problems = getattr(manager, "health_problems", None)
     return HealthStatus(
         active_sessions_reported=manager.get_stats().active_sessions,
         active_sessions_actual=manager.get_active_count(),
         cleanup_queue_size=queue_size,
         memory_leak_detected=queue_size > LEAK_THRESHOLD,
+        problems=tuple(str(problem) for problem in problems()) if callable(problems) else (),
     )
 
 

@@ -88,7 +88,7 @@ def create_app(manager: Any, *, label: str = "") -> Flask:
         response = jsonify(healthy=status.healthy, active_sessions_reported=status.active_sessions_reported,
                            active_sessions_actual=status.active_sessions_actual, discrepancy=status.discrepancy,
                            cleanup_queue_size=status.cleanup_queue_size, leak=status.memory_leak_detected,
-                           implementation=label)
+                           problems=list(status.problems), implementation=label)
         response.status_code = 200 if status.healthy else 503
         return response
 
