@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 from sessionlab.api import (
     IllegalTransition,
@@ -40,7 +41,11 @@ from sessionlab.api import (
     SessionExpired,
     SessionNotFound,
     Stats,
+    NotASessionStore,
+    StoreDamaged,
     StoreError,
+    StoreFull,
+    StoreLocked,
     check_key,
     check_metadata_size,
     check_name,
@@ -71,6 +76,9 @@ CREATE TABLE IF NOT EXISTS sessions (
     keylog_path  TEXT
 )
 """
+_COLUMN_NAMES = frozenset({"session_id", "user_id", "username", "status", "access_count", "metadata", "created_at",
+                           "last_update", "deleted", "total", "processed", "current_file", "failed_files",
+                           "capture_path", "keylog_path"})
 _COLUMNS = "session_id, user_id, username, status, access_count, metadata, created_at, last_update"
 
 STATUSES = ("pending", "in_progress", "completed", "failed", "expired")
@@ -165,8 +173,8 @@ class PersistentSessionManager:
             self._check_open()
             with self._transaction():
                 self._require_live(session_id)
-                metadata = json.loads(self._db.execute(
-                    "SELECT metadata FROM sessions WHERE session_id = ?", (session_id,)).fetchone()[0])
+                metadata = _decoded(self._db.fetch_one(
+                    "SELECT metadata FROM sessions WHERE session_id = ?", (session_id,))[0], dict)
                 metadata[key] = value
                 check_metadata_size(metadata)
                 self._db.execute("UPDATE sessions SET metadata = ?, last_update = ? WHERE session_id = ?",
@@ -192,8 +200,8 @@ class PersistentSessionManager:
         with self._db_lock:
             self._check_open()
             with self._transaction():
-                row = self._db.execute("UPDATE sessions SET deleted = 1 WHERE session_id = ? AND deleted = 0 "
-                                       "RETURNING user_id", (session_id,)).fetchone()
+                row = self._db.fetch_one("UPDATE sessions SET deleted = 1 WHERE session_id = ? AND deleted = 0 "
+                                         "RETURNING user_id", (session_id,))
             with self._cache_lock:
                 self._cache.pop(session_id, None)
         if row is None:
@@ -217,7 +225,10 @@ class PersistentSessionManager:
         with self._db_lock:
             if self._closed:
                 return
-            self._final = self._counts()
+            try:
+                self._final = self._counts()
+            except StoreError:
+                log.warning("closing the session store %s: its counts could not be read", self._path.name)
             self._closed = True
             self._db.close()
         log.info("closed the session store %s", self._path.name)
@@ -263,7 +274,9 @@ class PersistentSessionManager:
         with self._db_lock:
             self._check_open()
             with self._transaction():
-                current = self._row(session_id)[3]
+                row = self._row(session_id)
+                _snapshot(row)  # StoreDamaged, before anything is written, for a row that cannot be read back
+                current = row[3]
                 if status not in _NEXT[current]:
                     raise IllegalTransition(f"a session that is {current} cannot become {status}")
                 self._db.execute("UPDATE sessions SET status = ?, last_update = ? WHERE session_id = ?",
@@ -295,10 +308,10 @@ class PersistentSessionManager:
         with self._db_lock:
             self._check_open()
             self._row(session_id)
-            total, processed, current, failed = self._db.execute(
+            total, processed, current, failed = self._db.fetch_one(
                 "SELECT total, processed, current_file, failed_files FROM sessions WHERE session_id = ?",
-                (session_id,)).fetchone()
-        return Progress(total, processed, current, tuple(json.loads(failed)))
+                (session_id,))
+        return Progress(total, processed, current, tuple(_decoded(failed, list)))
 
     def record_files(self, session_id: str, capture_path: str, keylog_path: str) -> None:
         """Record where a stopped session's capture and key log were written."""
@@ -312,8 +325,8 @@ class PersistentSessionManager:
         with self._db_lock:
             self._check_open()
             self._row(session_id)
-            return tuple(self._db.execute("SELECT capture_path, keylog_path FROM sessions WHERE session_id = ?",
-                                          (session_id,)).fetchone())
+            return tuple(self._db.fetch_one("SELECT capture_path, keylog_path FROM sessions WHERE session_id = ?",
+                                            (session_id,)))
 
     def expire_sessions(self) -> int:
         """Expire every pending or in-progress session not updated within the ttl; purge deleted rows."""
@@ -353,16 +366,17 @@ class PersistentSessionManager:
     def _sweep(self, interval: float) -> None:
         """The sweeper thread: expire sessions every interval until close() stops it. A failed
         sweep is logged once and retried, sooner at first, then every interval."""
-        delay = interval
+        delay, failing = interval, False
         while not self._stop.wait(delay):
             try:
                 self.expire_sessions()
             except Exception as exc:
                 if self._closed:
                     raise  # a sweep under a closed manager is no failure of the store: close() let it run
-                delay = self._sweep_failed(exc, interval)
+                delay, failing = self._sweep_failed(exc, interval), True
             else:
-                delay = self._sweep_succeeded(interval)
+                if failing:
+                    delay, failing = interval, self._sweep_recovered()
 
     def _sweep_failed(self, exc: Exception, interval: float) -> float:
         """Note a failed sweep; how long to wait before the next."""
@@ -375,13 +389,12 @@ class PersistentSessionManager:
             log.warning("a sweep of the session store %s failed (%s); retrying", self._path.name, reason)
         return min(interval, RETRY_FIRST * 2 ** (failed - 1))
 
-    def _sweep_succeeded(self, interval: float) -> float:
+    def _sweep_recovered(self) -> bool:
+        """Note a sweep that succeeded after failed ones; False: the sweeper is failing no more."""
         with self._failures_lock:
             failed, self._sweeps_failed, self._sweep_failure = self._sweeps_failed, 0, ""
-        if failed:
-            log.warning("the sweeps of the session store %s succeed again, after %d failed sweeps",
-                        self._path.name, failed)
-        return interval
+        log.warning("the sweeps of the session store %s succeed again, after %d failed", self._path.name, failed)
+        return False
 
     def _check_open(self) -> None:
         """Raise SessionError once the manager is closed. Call with self._db_lock held."""
@@ -415,15 +428,15 @@ class PersistentSessionManager:
         with self._db_lock:
             self._check_open()
             with self._transaction():
-                self._require_live(session_id)
+                self._read(session_id)  # SessionExpired, or StoreDamaged for a row that cannot be read back
                 self._db.execute(f"UPDATE sessions SET {assignments}, last_update = ? WHERE session_id = ?",
                                  (*parameters, now, session_id))
             self._refresh(session_id)
 
     def _row(self, session_id: str) -> tuple:
         """The row of a session that is not deleted, or SessionNotFound. Call with self._db_lock held."""
-        row = self._db.execute(f"SELECT {_COLUMNS} FROM sessions WHERE session_id = ? AND deleted = 0",
-                               (session_id,)).fetchone()
+        row = self._db.fetch_one(f"SELECT {_COLUMNS} FROM sessions WHERE session_id = ? AND deleted = 0",
+                                 (session_id,))
         if row is None:
             raise SessionNotFound(session_id)
         return row
@@ -456,22 +469,33 @@ class PersistentSessionManager:
 
 
 class _Store:
-    """A connection whose every failure is a StoreError, never a bare sqlite3 error."""
+    """A connection whose every failure is a StoreError naming its cause, never a bare sqlite3 error."""
 
-    def __init__(self, db: sqlite3.Connection):
-        self._db = db
+    def __init__(self, db: sqlite3.Connection, lock_timeout: float):
+        self._db, self._lock_timeout = db, lock_timeout
 
     def execute(self, sql: str, parameters: tuple = ()) -> sqlite3.Cursor:
         try:
             return self._db.execute(sql, parameters)
         except sqlite3.Error as exc:
-            raise StoreError(f"the session store failed: {_reason(exc)}") from None
+            raise _store_error(exc, self._lock_timeout) from None
+
+    def fetch_one(self, sql: str, parameters: tuple = ()) -> tuple | None:
+        """The first row: a row SQLite cannot hand back (text that is not UTF-8) is a StoreDamaged too."""
+        try:
+            return self._db.execute(sql, parameters).fetchone()
+        except sqlite3.Error as exc:
+            raise _store_error(exc, self._lock_timeout) from None
 
     def executemany(self, sql: str, rows: list[tuple]) -> sqlite3.Cursor:
         try:
             return self._db.executemany(sql, rows)
         except sqlite3.Error as exc:
-            raise StoreError(f"the session store failed: {_reason(exc)}") from None
+            raise _store_error(exc, self._lock_timeout) from None
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._db.in_transaction
 
     def close(self) -> None:
         self._db.close()
@@ -492,31 +516,59 @@ class _Transaction:
                 self._db.execute("COMMIT")
                 return
             except StoreError:
-                self._db.execute("ROLLBACK")
+                self._roll_back()
                 raise
-        self._db.execute("ROLLBACK")
+        self._roll_back()
+
+    def _roll_back(self) -> None:
+        """ROLLBACK, unless SQLite has rolled back already (it does on a full disk): the error that
+        ended the transaction is the one to report, never "cannot rollback"."""
+        if not self._db.in_transaction:
+            return
+        try:
+            self._db.execute("ROLLBACK")
+        except StoreError as exc:
+            log.warning("a rollback of the session store failed too: %s", exc)
 
 
 def _snapshot(row: tuple) -> Session:
     session_id, user_id, username, _, access_count, metadata, created_at, last_update = row
     return Session(session_id=session_id, user_id=user_id, username=username, is_authenticated=True,
-                   access_count=access_count, metadata=MappingProxyType(json.loads(metadata)),
+                   access_count=access_count, metadata=MappingProxyType(_decoded(metadata, dict)),
                    created_at=created_at, last_accessed=last_update)
 
 
+def _decoded(text: str, kind: type[dict] | type[list]) -> Any:
+    """A stored JSON object or array; StoreDamaged if the row was damaged (never saying the text:
+    it may hold anything)."""
+    try:
+        value = json.loads(text)
+    except (ValueError, TypeError, RecursionError):
+        value = None
+    if type(value) is not kind:
+        raise StoreDamaged("a stored session cannot be read back: its data is damaged")
+    return value
+
+
 def _open(path: Path, lock_timeout: float = 30.0) -> _Store:
-    """Open (creating if needed) and migrate a session database; StoreError if it cannot be used."""
+    """Open (creating if needed) and migrate a session database; StoreError if it cannot be used.
+    A file that holds another program's data is refused before anything in it is changed."""
     if not path.parent.is_dir():
         raise StoreError(f"cannot open {path}: the folder {path.parent} does not exist")
     try:
-        db = _Store(sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=lock_timeout))
+        db = _Store(sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=lock_timeout),
+                    lock_timeout)
     except sqlite3.Error as exc:
         raise StoreError(f"cannot open {path}: {exc}") from None
     try:
-        version = db.execute("PRAGMA user_version").fetchone()[0]
+        version, tables, columns = db.execute(
+            "SELECT (SELECT user_version FROM pragma_user_version), (SELECT COUNT(*) FROM sqlite_master), "
+            "(SELECT group_concat(name) FROM pragma_table_info('sessions'))").fetchone()
         if version > SCHEMA_VERSION:
             raise StoreError(f"{path} holds sessions of schema version {version}; this code knows "
                              f"versions up to {SCHEMA_VERSION}: upgrade the code, not the file")
+        if (version == 0 and tables) or (version and not _COLUMN_NAMES <= set((columns or "").split(","))):
+            raise NotASessionStore(f"{path} is not a session database (it holds other tables): left untouched")
         db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA synchronous = NORMAL")
         if version < SCHEMA_VERSION:
@@ -526,17 +578,25 @@ def _open(path: Path, lock_timeout: float = 30.0) -> _Store:
         db.execute("SELECT COUNT(*) FROM sessions").fetchone()
     except StoreError as exc:
         db.close()
-        raise StoreError(str(exc).replace("the session store failed", f"cannot use {path}")) from None
+        raise type(exc)(str(exc).replace("the session store failed", f"cannot use {path}")) from None
     return db
 
 
-def _reason(exc: sqlite3.Error) -> str:
+def _store_error(exc: sqlite3.Error, lock_timeout: float) -> StoreError:
+    """The StoreError that names what went wrong, by SQLite's error code; never a value from a row."""
+    code = getattr(exc, "sqlite_errorname", "")
     text = str(exc)
-    if "not a database" in text:
-        return "it is not a session database (file is not a database)"
-    if "malformed" in text:
-        return "the database is corrupt (database disk image is malformed)"
-    if "readonly" in text:
-        return "the file is read-only (attempt to write a readonly database)"
-    return text
-
+    if code.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "database is locked" in text:
+        return StoreLocked(f"the session store is locked by another process: its write lock was held past "
+                           f"the {lock_timeout:g} s this store waits (database is locked)")
+    if code.startswith("SQLITE_FULL") or "database or disk is full" in text:
+        return StoreFull("the session store failed: database or disk is full; nothing of the write was kept")
+    if code.startswith("SQLITE_NOTADB") or "not a database" in text:
+        return NotASessionStore("the session store failed: it is not a session database (file is not a database)")
+    if code.startswith("SQLITE_CORRUPT") or "malformed" in text:
+        return StoreDamaged("the session store failed: the database is corrupt (database disk image is malformed)")
+    if "Could not decode" in text:
+        return StoreDamaged("a stored session cannot be read back: its text is not UTF-8")
+    if code.startswith("SQLITE_READONLY") or "readonly" in text:
+        return StoreError("the session store failed: the file is read-only (attempt to write a readonly database)")
+    return StoreError(f"the session store failed: {text}")

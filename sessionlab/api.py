@@ -45,7 +45,11 @@ __all__ = [
     "SessionManager",
     "SessionNotFound",
     "Stats",
+    "StoreDamaged",
     "StoreError",
+    "StoreFull",
+    "StoreLocked",
+    "NotASessionStore",
     "check_key",
     "check_metadata_size",
     "check_name",
@@ -111,6 +115,22 @@ class IllegalTransition(SessionError, ValueError):
 
 class StoreError(SessionError):
     """The session store cannot be used: not a database, corrupt, read-only, missing, too new."""
+
+
+class StoreLocked(StoreError):
+    """Another process held the store's write lock for longer than the manager waits."""
+
+
+class StoreFull(StoreError):
+    """The disk, or the store's size limit, is full: nothing of the failed write was kept."""
+
+
+class StoreDamaged(StoreError):
+    """Stored data cannot be read back (a damaged page or row); nothing was changed."""
+
+
+class NotASessionStore(StoreError):
+    """The file is not a session store of this lab (another program's data): it is left untouched."""
 
 
 # -- Values a manager returns ----------------------------------------------
@@ -231,12 +251,8 @@ class SessionManager(Protocol):
 
 
 def health_check(manager: SessionManager) -> HealthStatus:
-    """Compare what the manager reports with what it holds.
-
-    A manager with background work (a sweeper) may also say what stops it, with a method
-    ``health_problems()`` returning a tuple of plain sentences, never a session id; a
-    manager without one has no problems to report.
-    """
+    """Compare what the manager reports with what it holds. A manager with background work may say
+    what stops it: ``health_problems()``, a tuple of plain sentences that name no session id."""
     queue_size = manager.get_cleanup_queue_size()
     problems = getattr(manager, "health_problems", None)
     return HealthStatus(
@@ -249,13 +265,10 @@ def health_check(manager: SessionManager) -> HealthStatus:
 
 
 def session_tag(session_id: str) -> str:
-    """A short tag that names a session in logs without giving its id away.
+    """A short tag that names a session in logs without giving its id away (a session id is a secret).
 
-    The first 8 hex digits of the id's SHA-256: the same id always gets the same
-    tag, so log lines of one session can be followed, but the tag cannot be
-    turned back into the id (for ids with as much entropy as the fixed ones; a
-    predictable id, such as buggy's counter, can be guessed anyway). A session id
-    is a secret: log this instead.
+    The first 8 hex digits of the id's SHA-256: log lines of one session can be followed, but the tag
+    cannot be turned back into an id with as much entropy as fixed's (buggy's counter can be guessed anyway).
     """
     if type(session_id) is not str:
         return "(not a session id)"
@@ -314,9 +327,8 @@ def _printable(field: str, value: str) -> None:
     """Refuse the characters of _UNPRINTABLE_RE in a plain str of bounded length."""
     found = _UNPRINTABLE_RE.search(value)
     if found is not None:
-        raise InvalidInput(
-            f"{field} must not contain control characters: found {ascii(found.group())} at position {found.start()}"
-        )
+        raise InvalidInput(f"{field} must not contain control characters: found {ascii(found.group())} "
+                           f"at position {found.start()}")
 
 
 def check_name(field: str, value: object) -> str:
@@ -336,13 +348,9 @@ def check_session_id(session_id: object) -> str:
     if not session_id:
         raise InvalidInput("session_id must not be empty")
     if len(session_id) > MAX_SESSION_ID_LENGTH:
-        raise InvalidInput(
-            f"session_id is {len(session_id)} characters long; the limit is {MAX_SESSION_ID_LENGTH}"
-        )
+        raise InvalidInput(f"session_id is {len(session_id)} characters long; the limit is {MAX_SESSION_ID_LENGTH}")
     if not _SESSION_ID_RE.fullmatch(session_id):
-        raise InvalidInput(
-            f"malformed session_id {session_id!r}: only letters, digits, '-' and '_' are allowed"
-        )
+        raise InvalidInput(f"malformed session_id {session_id!r}: only letters, digits, '-' and '_' are allowed")
     return session_id
 
 
@@ -359,9 +367,7 @@ def check_key(key: object) -> str:
 
 def check_value(value: object) -> MetadataValue:
     """Check a metadata value: a JSON scalar of bounded size (exactly str, int, float, bool or None).
-
-    Strings may hold any text UTF-8 can encode (newlines included), not lone surrogates.
-    """
+    Strings may hold any text UTF-8 can encode (newlines included), not lone surrogates."""
     cls = type(value)
     if value is None or cls is bool:
         return value
@@ -375,9 +381,7 @@ def check_value(value: object) -> MetadataValue:
         return value
     if cls is str:
         if len(value) > MAX_VALUE_LENGTH:
-            raise InvalidInput(
-                f"metadata value is {len(value)} characters long; the limit is {MAX_VALUE_LENGTH}"
-            )
+            raise InvalidInput(f"metadata value is {len(value)} characters long; the limit is {MAX_VALUE_LENGTH}")
         found = _SURROGATE_RE.search(value)
         if found is not None:
             raise InvalidInput(f"metadata value holds a lone surrogate at position {found.start()}: "
@@ -386,9 +390,7 @@ def check_value(value: object) -> MetadataValue:
     if issubclass(cls, (str, int, float)):
         raise InvalidInput(f"metadata value must be a plain str, int, float, bool or None, not a subclass: "
                            f"got {_describe(value)}")
-    raise InvalidInput(
-        f"metadata value must be str, int, float, bool or None, got {_describe(value)}"
-    )
+    raise InvalidInput(f"metadata value must be str, int, float, bool or None, got {_describe(value)}")
 
 
 def check_metadata_size(metadata: Mapping[str, object]) -> None:
