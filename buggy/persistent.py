@@ -56,8 +56,10 @@ from sessionlab.api import (
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
-_SCHEMA = """
+SCHEMA_VERSION = 2
+# Version 1: the sessions. Version 2: the count of sessions ever created, which a purge does not lower,
+# counted by a trigger in the INSERT's own transaction (a version-1 file starts it at its rows).
+_SCHEMA = ("""
 CREATE TABLE IF NOT EXISTS sessions (
     session_id   TEXT PRIMARY KEY,
     user_id      TEXT NOT NULL,
@@ -75,7 +77,10 @@ CREATE TABLE IF NOT EXISTS sessions (
     capture_path TEXT,
     keylog_path  TEXT
 )
-"""
+""", "CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+           "INSERT OR IGNORE INTO counters VALUES ('created', (SELECT COUNT(*) FROM sessions))",
+           "CREATE TRIGGER IF NOT EXISTS count_created AFTER INSERT ON sessions "
+           "BEGIN UPDATE counters SET value = value + 1 WHERE name = 'created'; END")
 _COLUMN_NAMES = frozenset({"session_id", "user_id", "username", "status", "access_count", "metadata", "created_at",
                            "last_update", "deleted", "total", "processed", "current_file", "failed_files",
                            "capture_path", "keylog_path"})
@@ -407,7 +412,8 @@ class PersistentSessionManager:
         if self._closed:
             return self._final
         total, active, deleted = self._db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(deleted = 0 AND status != 'expired'), 0), "
+            "SELECT (SELECT value FROM counters WHERE name = 'created'), "
+            "COALESCE(SUM(deleted = 0 AND status != 'expired'), 0), "
             "COALESCE(SUM(deleted = 1), 0) FROM sessions").fetchone()
         with self._cache_lock:
             stats = Stats(total_sessions=total, active_sessions=active, cache_hits=self._cache_hits,
@@ -573,7 +579,8 @@ def _open(path: Path, lock_timeout: float = 30.0) -> _Store:
         db.execute("PRAGMA synchronous = NORMAL")
         if version < SCHEMA_VERSION:
             with _Transaction(db):
-                db.execute(_SCHEMA)
+                for statement in _SCHEMA:
+                    db.execute(statement)
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         db.execute("SELECT COUNT(*) FROM sessions").fetchone()
     except StoreError as exc:

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from sessionlab.api import (
-    InvalidInput, NotASessionStore, SessionExpired, StoreDamaged, StoreFull, StoreLocked, health_check)
+    InvalidInput, NotASessionStore, SessionExpired, StoreDamaged, StoreFull, StoreLocked,
+    health_check)
 
 # A lock on the file held past the store's lock timeout, then let go; the sweeper sweeps every SWEEP s.
 LOCK_TIMEOUT = 0.05
@@ -253,3 +254,37 @@ def test_close_closes_even_when_the_store_can_no_longer_be_counted(Manager, tmp_
     manager.close()  # harmless twice
     with pytest.raises(sqlite3.ProgrammingError):
         manager._db._db.execute("SELECT 1")  # the connection is closed
+
+
+# -- Counters that never go back ----------------------------------------------------------
+
+
+def test_total_sessions_never_decreases_across_purges_and_restarts(Manager, tmp_path):
+    path = tmp_path / "s.sqlite3"
+    with Manager(path) as manager:
+        ids = [manager.create_session(f"user-{n}", "Ada") for n in range(3)]
+        for session_id in ids[:2]:
+            manager.delete_session(session_id)
+        manager.expire_sessions()  # purges the two deleted rows
+        assert manager.get_cleanup_queue_size() == 0 and manager.get_stats().total_sessions == 3
+    assert raw(path, "SELECT COUNT(*) FROM sessions") == [(1,)]
+    with Manager(path) as manager:
+        assert manager.get_stats().total_sessions == 3
+        manager.create_session("user-4", "Bob")
+        assert (manager.get_stats().total_sessions, manager.get_active_count()) == (4, 2)
+
+
+def test_a_file_of_the_first_schema_is_migrated_and_counts_its_rows(Manager, tmp_path):
+    path = tmp_path / "s.sqlite3"
+    with Manager(path) as manager:
+        for n in range(2):
+            manager.create_session(f"user-{n}", "Ada")
+    raw(path, "DROP TRIGGER count_created")
+    raw(path, "DROP TABLE counters")
+    raw(path, "PRAGMA user_version = 1")
+    with Manager(path) as manager:
+        assert manager.get_stats().total_sessions == 2
+        manager.create_session("user-3", "Bob")
+        assert manager.get_stats().total_sessions == 3
+    assert raw(path, "PRAGMA user_version") == [(2,)]
+
