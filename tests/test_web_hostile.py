@@ -176,3 +176,40 @@ def test_health_says_why_when_the_sweeper_cannot_sweep(tmp_path):
         while client.get("/health").status_code != 200 and time.monotonic() < deadline:
             time.sleep(0.01)
         assert client.get("/health").json["problems"] == []
+
+
+# -- The smaller holes ------------------------------------------------------------------
+
+
+def test_head_reads_without_counting_an_access():
+    client = create_app(fixed.SessionManager()).test_client(use_cookies=False)
+    session = login(client)
+    assert client.head("/api/data", headers={"X-Session-Id": session}).status_code == 200
+    assert client.get("/api/data", headers={"X-Session-Id": session}).json["accesses"] == 1
+
+
+def test_every_answer_is_private_and_not_sniffed():
+    client = create_app(fixed.SessionManager()).test_client(use_cookies=False)
+    session = login(client)
+    for response in (client.post("/login", json={"user": "bob"}), client.get("/api/data", headers={
+            "X-Session-Id": session}), client.get("/health"), client.get("/nowhere"), client.post("/login", data=b"[")):
+        assert response.headers["Cache-Control"] == "no-store", response.status_code
+        assert response.headers["X-Content-Type-Options"] == "nosniff", response.status_code
+
+
+def test_the_session_cookie_is_secure_over_https_or_when_the_site_says_so():
+    def cookie(app, base_url: str) -> str:
+        response = app.test_client().post("/login", json={"user": "ada"}, base_url=base_url)
+        return response.headers["Set-Cookie"]
+
+    assert "Secure" in cookie(create_app(fixed.SessionManager()), "https://localhost")
+    assert "Secure" not in cookie(create_app(fixed.SessionManager()), "http://localhost")
+    assert "Secure" in cookie(create_app(fixed.SessionManager(), secure_cookie=True), "http://localhost")
+    assert "HttpOnly" in cookie(create_app(fixed.SessionManager()), "http://localhost")
+
+
+def test_a_doubled_slash_is_no_route_and_no_redirect_to_the_clients_host():
+    client = create_app(fixed.SessionManager()).test_client(use_cookies=False)
+    session = login(client)
+    response = client.get("/api//data", headers={"X-Session-Id": session, "Host": "evil.example"})
+    assert response.status_code == 404 and "Location" not in response.headers

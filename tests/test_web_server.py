@@ -143,6 +143,8 @@ def test_ctrl_c_under_load_on_buggy_sqlite_leaves_no_worker_and_frees_the_port_w
     while len(workers := children_of(child.pid)) < 4 and time.monotonic() < deadline:
         time.sleep(0.05)
     try:
+        health = request(port, "GET", "/health")[1].decode()
+        assert str(tmp_path) not in health and "sqlite" in health, health  # the store's kind, not its path
         users = threading.Thread(target=load.run, args=(f"http://127.0.0.1:{port}",),
                                  kwargs={"users": 16, "requests": 400, "tabs": 4}, daemon=True)
         users.start()

@@ -33,11 +33,18 @@ MAX_BODY = 16 * 1024  # bytes: a login or one preference fits many times over
 MAX_DEPTH = 32  # levels of nested arrays and objects in a body: a login or a preference needs 1
 
 
-def create_app(manager: Any, *, label: str = "") -> Flask:
-    """A Flask app over one session manager (any implementation of the lab's contract)."""
+def create_app(manager: Any, *, label: str = "", secure_cookie: bool | None = None) -> Flask:
+    """A Flask app over one session manager (any implementation of the lab's contract).
+
+    secure_cookie: whether the session cookie carries Secure; None (the default) sets it on a
+    request that came over HTTPS (as the WSGI server says: waitress says so for a proxy's
+    X-Forwarded-Proto only when that proxy is trusted), True always, for a site served over
+    HTTPS only.
+    """
     app = Flask("sessionlab.web")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     app.config["JSON_SORT_KEYS"] = False
+    app.url_map.merge_slashes = False  # /api//data is no route: no redirect to a host the client named
     app.extensions["sessionlab"] = {"manager": manager, "label": label}
 
     def body() -> dict[str, Any]:
@@ -60,15 +67,18 @@ def create_app(manager: Any, *, label: str = "") -> Flask:
         new = manager.create_session(data.get("user"), data.get("name", data.get("user")))
         response = jsonify(session=new)
         response.status_code = 201
-        response.set_cookie(COOKIE, new, httponly=True, samesite="Lax")
+        secure = request.is_secure if secure_cookie is None else secure_cookie
+        response.set_cookie(COOKIE, new, httponly=True, samesite="Lax", secure=secure)
         return response
 
     @app.get("/api/data")
     def read() -> Response:
         caller = session_id()
-        count = manager.increment_access(caller)
+        # HEAD asks what GET would answer: it reads, and counts no access
+        count = manager.increment_access(caller) if request.method != "HEAD" else None
         session = manager.get_session(caller)
-        return jsonify(user=session.user_id, name=session.username, accesses=count,
+        return jsonify(user=session.user_id, name=session.username,
+                       accesses=session.access_count if count is None else count,
                        stored_accesses=session.access_count, preferences=dict(session.metadata))
 
     @app.post("/api/data")
@@ -93,6 +103,14 @@ def create_app(manager: Any, *, label: str = "") -> Flask:
                            cleanup_queue_size=status.cleanup_queue_size, leak=status.memory_leak_detected,
                            problems=list(status.problems), implementation=label)
         response.status_code = 200 if status.healthy else 503
+        return response
+
+    @app.after_request
+    def private(response: Response) -> Response:
+        # Every answer is about one user's session, or the store's health: no cache keeps it,
+        # and no browser takes JSON for anything else.
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["X-Content-Type-Options"] = "nosniff"
         return response
 
     _errors(app)
