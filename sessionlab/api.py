@@ -67,8 +67,7 @@ MAX_VALUE_LENGTH = 4096  # characters, for string values
 MAX_METADATA_KEYS = 64
 _MAX_INT = 2**63 - 1
 
-# health_check flags a leak once this many deleted sessions wait for cleanup.
-LEAK_THRESHOLD = 1000
+LEAK_THRESHOLD = 1000  # health_check flags a leak once this many deleted sessions wait for cleanup
 
 _SESSION_ID_RE = re.compile(r"[A-Za-z0-9_-]+")
 
@@ -79,6 +78,9 @@ _SESSION_ID_RE = re.compile(r"[A-Za-z0-9_-]+")
 # handler or a database would fail on them).
 _UNPRINTABLE_RE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 _SURROGATE_RE = re.compile("[\ud800-\udfff]")
+# A name made of these alone shows nothing: white space, format characters (zero-width, bidi, tags), fillers.
+_INVISIBLE_RE = re.compile("[\\s\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
+                           "\u2060-\u206f\u2800\u3164\ufe00-\ufe0f\ufeff\uffa0\U000e0000-\U000e0fff]*")
 
 MetadataValue = Union[str, int, float, bool, None]
 
@@ -277,8 +279,7 @@ def session_tag(session_id: str) -> str:
 
 # -- Validation ---------------------------------------------------------------
 
-# An error message shows at most this many characters of a rejected value.
-_PREVIEW = 40
+_PREVIEW = 40  # an error message shows at most this many characters of a rejected value
 _TYPE_NAME = type.__dict__["__name__"].__get__  # type's own getter: a metaclass cannot override it
 _SIZED = (list, tuple, dict, set, frozenset, bytearray)
 
@@ -336,8 +337,8 @@ def check_name(field: str, value: object) -> str:
     value = _plain_str(field, value)
     if len(value) > MAX_NAME_LENGTH:
         raise InvalidInput(f"{field} is {len(value)} characters long; the limit is {MAX_NAME_LENGTH}")
-    if not value.strip():
-        raise InvalidInput(f"{field} must not be empty or blank")
+    if _INVISIBLE_RE.fullmatch(value):
+        raise InvalidInput(f"{field} must not be empty or blank (white space or invisible characters only)")
     _printable(field, value)
     return value
 

@@ -288,3 +288,13 @@ def test_a_file_of_the_first_schema_is_migrated_and_counts_its_rows(Manager, tmp
         assert manager.get_stats().total_sessions == 3
     assert raw(path, "PRAGMA user_version") == [(2,)]
 
+
+
+@pytest.mark.parametrize("name", ["\u200b", "\u200b\u200c\u200d", "\u2066\u2069", "\U000e0041\U000e0064\U000e0061",
+                                  "\u3164", "\ufeff ", "\u2800"])
+def test_a_name_of_invisible_characters_alone_is_refused(Manager, name):
+    with Manager() as manager:
+        with pytest.raises(InvalidInput, match="empty or blank"):
+            manager.create_session("user-1", name)
+        assert manager.get_stats().total_sessions == 0
+        manager.create_session("user-1", "Zo\u00eb \u674e")  # letters of any script are names
