@@ -211,3 +211,14 @@ def test_500_idle_connections_and_12_slow_clients_do_not_stall_a_user(store, tmp
             connection.close()
         child.send_signal(signal.SIGINT)
         child.communicate(timeout=15)
+
+
+def test_a_port_in_use_is_one_line_and_status_2():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "sessionlab", "serve", "--impl", "fixed", "--port", str(port)],
+                              cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == f"sessionlab: cannot listen on 127.0.0.1:{port}: another program listens on it"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 
 from sessionlab.cli import output
 from sessionlab.cli.common import EXIT_OK, EXIT_STILL_BUGGY, CommandError, default_spec, load, require, resolve_spec
@@ -46,8 +48,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except (ValueError, RuntimeError) as exc:
         raise CommandError(str(exc)) from None
     except OSError as exc:
-        raise CommandError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc} "
-                           f"(is the port in use?)") from None
+        why = "another program listens on it" if exc.errno == errno.EADDRINUSE else os.strerror(exc.errno or 0)
+        raise CommandError(f"cannot listen on {args.host}:{args.port}: {why}") from None
     print("sessionlab serve: stopped")
     return EXIT_OK
 
