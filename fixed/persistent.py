@@ -95,6 +95,10 @@ _EXPIRING = ("pending", "in_progress")
 # sweep interval; health_problems reports the sweeper once its last FAILING_SWEEPS sweeps failed.
 RETRY_FIRST = 1.0
 FAILING_SWEEPS = 3
+# A write that finds another process's write lock tries again after LOCK_POLL_FIRST seconds, then
+# twice as long each time up to LOCK_POLL_MOST (SQLite's own wait on each try), until the lock timeout.
+LOCK_POLL_FIRST = 0.002
+LOCK_POLL_MOST = 0.05
 
 
 class PersistentSessionManager:
@@ -424,8 +428,9 @@ class PersistentSessionManager:
         return stats, active, deleted
 
     def _transaction(self) -> _Transaction:
-        """BEGIN IMMEDIATE ... COMMIT: no other process writes in between. Call with self._db_lock held."""
-        return _Transaction(self._db)
+        """BEGIN IMMEDIATE ... COMMIT: no other process writes in between. Call with self._db_lock held:
+        it is let go while another process holds the write lock, and the manager is open once it is back."""
+        return _Transaction(self._db, self._db_lock, self._check_open)
 
     def _write(self, sql: str, parameters: tuple) -> None:
         """One statement in its own transaction. Call with self._db_lock held."""
@@ -506,18 +511,45 @@ class _Store:
     def in_transaction(self) -> bool:
         return self._db.in_transaction
 
+    @property
+    def lock_timeout(self) -> float:
+        return self._lock_timeout
+
     def close(self) -> None:
         self._db.close()
 
 
 class _Transaction:
-    """BEGIN IMMEDIATE on enter; COMMIT, or ROLLBACK on an error, on exit."""
+    """BEGIN IMMEDIATE on enter, COMMIT (or ROLLBACK on an error) on exit. While another process holds
+    the file's write lock, the manager's lock is let go between tries: its other threads' cached reads
+    and stats go on, and only the writers wait, up to the lock timeout."""
 
-    def __init__(self, db: _Store):
-        self._db = db
+    def __init__(self, db: _Store, lock: threading.Lock | None = None, check_open: Callable[[], None] | None = None):
+        self._db, self._lock, self._check_open = db, lock, check_open
 
     def __enter__(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
+        deadline, pause = time.monotonic() + self._db.lock_timeout, LOCK_POLL_FIRST
+        while True:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                return
+            except StoreLocked:
+                if time.monotonic() + pause > deadline:
+                    raise
+            self._wait(pause)
+            pause = min(2 * pause, LOCK_POLL_MOST)
+
+    def _wait(self, seconds: float) -> None:
+        """Sleep with the manager's lock let go; raise SessionError if it was closed meanwhile."""
+        if self._lock is None:
+            time.sleep(seconds)
+            return
+        self._lock.release()
+        try:
+            time.sleep(seconds)
+        finally:
+            self._lock.acquire()
+        self._check_open()
 
     def __exit__(self, kind: type | None, exc: BaseException | None, tb: object) -> None:
         if kind is None:
@@ -565,8 +597,8 @@ def _open(path: Path, lock_timeout: float = 30.0) -> _Store:
     if not path.parent.is_dir():
         raise StoreError(f"cannot open {path}: the folder {path.parent} does not exist")
     try:
-        db = _Store(sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=lock_timeout),
-                    lock_timeout)
+        db = _Store(sqlite3.connect(path, isolation_level=None, check_same_thread=False,
+                                    timeout=min(lock_timeout, LOCK_POLL_MOST)), lock_timeout)
     except sqlite3.Error as exc:
         raise StoreError(f"cannot open {path}: {exc}") from None
     try:

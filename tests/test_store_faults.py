@@ -298,3 +298,24 @@ def test_a_name_of_invisible_characters_alone_is_refused(Manager, name):
             manager.create_session("user-1", name)
         assert manager.get_stats().total_sessions == 0
         manager.create_session("user-1", "Zo\u00eb \u674e")  # letters of any script are names
+
+
+def test_a_writer_waiting_on_a_locked_file_stalls_no_cached_read_nor_the_stats(Manager, tmp_path):
+    path = tmp_path / "s.sqlite3"
+    with Manager(path, lock_timeout=5.0) as manager:
+        ada = manager.create_session("user-1", "Ada")
+        manager.get_session(ada)  # in the cache
+        other = write_lock(path)
+        counted: list[object] = []
+        writer = threading.Thread(target=lambda: counted.append(manager.increment_access(ada)), daemon=True)
+        try:
+            writer.start()
+            time.sleep(0.1)  # the writer waits for the other process's lock
+            for _ in range(5):
+                assert manager.get_session(ada).access_count == 0
+                assert manager.get_stats().total_sessions == 1 and health_check(manager).healthy
+            assert writer.is_alive(), "the reads waited for the writer"
+        finally:
+            other.close()
+        writer.join(10)
+        assert counted == [1] and manager.get_session(ada).access_count == 1
