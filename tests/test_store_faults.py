@@ -319,3 +319,27 @@ def test_a_writer_waiting_on_a_locked_file_stalls_no_cached_read_nor_the_stats(M
             other.close()
         writer.join(10)
         assert counted == [1] and manager.get_session(ada).access_count == 1
+
+
+@pytest.mark.slow
+def test_a_store_locked_for_60_s_is_unhealthy_meanwhile_and_swept_once_free(tmp_path):
+    import fixed
+
+    clock = Clock()
+    path = tmp_path / "sessions.sqlite3"
+    with fixed.PersistentSessionManager(path, ttl=60, sweep_interval=1.0, clock=clock, lock_timeout=1.0) as manager:
+        session = manager.create_session("user-1", "Ada")
+        other = write_lock(path)
+        clock.now += 120
+        started, unhealthy = time.monotonic(), []
+        try:
+            while time.monotonic() - started < 60:
+                unhealthy.append(not health_check(manager).healthy)
+                time.sleep(1.0)
+        finally:
+            other.close()
+        assert until(lambda: health_check(manager).healthy, 10)
+        with pytest.raises(SessionExpired):
+            manager.get_session(session)
+    # unhealthy from the third failed sweep (about 6 s in) to the end of the lock
+    assert all(unhealthy[10:]) and not all(unhealthy[:3]), unhealthy
