@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     json_option(racing, "the reports")
 
     serve = command("serve", "serving:cmd_serve",
-                    "serve a manager behind a web app on gunicorn, on this machine (Ctrl-C stops it)")
+                    "serve a manager behind a web app on waitress, on this machine (Ctrl-C stops it)")
     serve.add_argument("--impl", metavar="PATH",
                        help=f"the implementation to serve (default: your working copy once made, else buggy). "
                             f"{IMPL_HELP}")
