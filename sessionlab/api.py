@@ -45,7 +45,11 @@ __all__ = [
     "SessionManager",
     "SessionNotFound",
     "Stats",
+    "StoreDamaged",
     "StoreError",
+    "StoreFull",
+    "StoreLocked",
+    "NotASessionStore",
     "check_key",
     "check_metadata_size",
     "check_name",
@@ -63,8 +67,7 @@ MAX_VALUE_LENGTH = 4096  # characters, for string values
 MAX_METADATA_KEYS = 64
 _MAX_INT = 2**63 - 1
 
-# health_check flags a leak once this many deleted sessions wait for cleanup.
-LEAK_THRESHOLD = 1000
+LEAK_THRESHOLD = 1000  # health_check flags a leak once this many deleted sessions wait for cleanup
 
 _SESSION_ID_RE = re.compile(r"[A-Za-z0-9_-]+")
 
@@ -75,6 +78,9 @@ _SESSION_ID_RE = re.compile(r"[A-Za-z0-9_-]+")
 # handler or a database would fail on them).
 _UNPRINTABLE_RE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 _SURROGATE_RE = re.compile("[\ud800-\udfff]")
+# A name made of these alone shows nothing: white space, format characters (zero-width, bidi, tags), fillers.
+_INVISIBLE_RE = re.compile("[\\s\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
+                           "\u2060-\u206f\u2800\u3164\ufe00-\ufe0f\ufeff\uffa0\U000e0000-\U000e0fff]*")
 
 MetadataValue = Union[str, int, float, bool, None]
 
@@ -111,6 +117,22 @@ class IllegalTransition(SessionError, ValueError):
 
 class StoreError(SessionError):
     """The session store cannot be used: not a database, corrupt, read-only, missing, too new."""
+
+
+class StoreLocked(StoreError):
+    """Another process held the store's write lock for longer than the manager waits."""
+
+
+class StoreFull(StoreError):
+    """The disk, or the store's size limit, is full: nothing of the failed write was kept."""
+
+
+class StoreDamaged(StoreError):
+    """Stored data cannot be read back (a damaged page or row); nothing was changed."""
+
+
+class NotASessionStore(StoreError):
+    """The file is not a session store of this lab (another program's data): it is left untouched."""
 
 
 # -- Values a manager returns ----------------------------------------------
@@ -173,6 +195,7 @@ class HealthStatus:
     active_sessions_actual: int  # what get_active_count() counts
     cleanup_queue_size: int
     memory_leak_detected: bool
+    problems: tuple[str, ...] = ()  # what the manager says stops its background work (a failing sweeper)
 
     @property
     def discrepancy(self) -> int:
@@ -180,7 +203,7 @@ class HealthStatus:
 
     @property
     def healthy(self) -> bool:
-        return self.discrepancy == 0 and not self.memory_leak_detected
+        return self.discrepancy == 0 and not self.memory_leak_detected and not self.problems
 
 
 # -- The manager -------------------------------------------------------------
@@ -230,24 +253,24 @@ class SessionManager(Protocol):
 
 
 def health_check(manager: SessionManager) -> HealthStatus:
-    """Compare what the manager reports with what it holds."""
+    """Compare what the manager reports with what it holds. A manager with background work may say
+    what stops it: ``health_problems()``, a tuple of plain sentences that name no session id."""
     queue_size = manager.get_cleanup_queue_size()
+    problems = getattr(manager, "health_problems", None)
     return HealthStatus(
         active_sessions_reported=manager.get_stats().active_sessions,
         active_sessions_actual=manager.get_active_count(),
         cleanup_queue_size=queue_size,
         memory_leak_detected=queue_size > LEAK_THRESHOLD,
+        problems=tuple(str(problem) for problem in problems()) if callable(problems) else (),
     )
 
 
 def session_tag(session_id: str) -> str:
-    """A short tag that names a session in logs without giving its id away.
+    """A short tag that names a session in logs without giving its id away (a session id is a secret).
 
-    The first 8 hex digits of the id's SHA-256: the same id always gets the same
-    tag, so log lines of one session can be followed, but the tag cannot be
-    turned back into the id (for ids with as much entropy as the fixed ones; a
-    predictable id, such as buggy's counter, can be guessed anyway). A session id
-    is a secret: log this instead.
+    The first 8 hex digits of the id's SHA-256: log lines of one session can be followed, but the tag
+    cannot be turned back into an id with as much entropy as fixed's (buggy's counter can be guessed anyway).
     """
     if type(session_id) is not str:
         return "(not a session id)"
@@ -256,8 +279,7 @@ def session_tag(session_id: str) -> str:
 
 # -- Validation ---------------------------------------------------------------
 
-# An error message shows at most this many characters of a rejected value.
-_PREVIEW = 40
+_PREVIEW = 40  # an error message shows at most this many characters of a rejected value
 _TYPE_NAME = type.__dict__["__name__"].__get__  # type's own getter: a metaclass cannot override it
 _SIZED = (list, tuple, dict, set, frozenset, bytearray)
 
@@ -306,9 +328,8 @@ def _printable(field: str, value: str) -> None:
     """Refuse the characters of _UNPRINTABLE_RE in a plain str of bounded length."""
     found = _UNPRINTABLE_RE.search(value)
     if found is not None:
-        raise InvalidInput(
-            f"{field} must not contain control characters: found {ascii(found.group())} at position {found.start()}"
-        )
+        raise InvalidInput(f"{field} must not contain control characters: found {ascii(found.group())} "
+                           f"at position {found.start()}")
 
 
 def check_name(field: str, value: object) -> str:
@@ -316,8 +337,8 @@ def check_name(field: str, value: object) -> str:
     value = _plain_str(field, value)
     if len(value) > MAX_NAME_LENGTH:
         raise InvalidInput(f"{field} is {len(value)} characters long; the limit is {MAX_NAME_LENGTH}")
-    if not value.strip():
-        raise InvalidInput(f"{field} must not be empty or blank")
+    if _INVISIBLE_RE.fullmatch(value):
+        raise InvalidInput(f"{field} must not be empty or blank (white space or invisible characters only)")
     _printable(field, value)
     return value
 
@@ -328,13 +349,9 @@ def check_session_id(session_id: object) -> str:
     if not session_id:
         raise InvalidInput("session_id must not be empty")
     if len(session_id) > MAX_SESSION_ID_LENGTH:
-        raise InvalidInput(
-            f"session_id is {len(session_id)} characters long; the limit is {MAX_SESSION_ID_LENGTH}"
-        )
+        raise InvalidInput(f"session_id is {len(session_id)} characters long; the limit is {MAX_SESSION_ID_LENGTH}")
     if not _SESSION_ID_RE.fullmatch(session_id):
-        raise InvalidInput(
-            f"malformed session_id {session_id!r}: only letters, digits, '-' and '_' are allowed"
-        )
+        raise InvalidInput(f"malformed session_id {session_id!r}: only letters, digits, '-' and '_' are allowed")
     return session_id
 
 
@@ -351,9 +368,7 @@ def check_key(key: object) -> str:
 
 def check_value(value: object) -> MetadataValue:
     """Check a metadata value: a JSON scalar of bounded size (exactly str, int, float, bool or None).
-
-    Strings may hold any text UTF-8 can encode (newlines included), not lone surrogates.
-    """
+    Strings may hold any text UTF-8 can encode (newlines included), not lone surrogates."""
     cls = type(value)
     if value is None or cls is bool:
         return value
@@ -367,9 +382,7 @@ def check_value(value: object) -> MetadataValue:
         return value
     if cls is str:
         if len(value) > MAX_VALUE_LENGTH:
-            raise InvalidInput(
-                f"metadata value is {len(value)} characters long; the limit is {MAX_VALUE_LENGTH}"
-            )
+            raise InvalidInput(f"metadata value is {len(value)} characters long; the limit is {MAX_VALUE_LENGTH}")
         found = _SURROGATE_RE.search(value)
         if found is not None:
             raise InvalidInput(f"metadata value holds a lone surrogate at position {found.start()}: "
@@ -378,9 +391,7 @@ def check_value(value: object) -> MetadataValue:
     if issubclass(cls, (str, int, float)):
         raise InvalidInput(f"metadata value must be a plain str, int, float, bool or None, not a subclass: "
                            f"got {_describe(value)}")
-    raise InvalidInput(
-        f"metadata value must be str, int, float, bool or None, got {_describe(value)}"
-    )
+    raise InvalidInput(f"metadata value must be str, int, float, bool or None, got {_describe(value)}")
 
 
 def check_metadata_size(metadata: Mapping[str, object]) -> None:

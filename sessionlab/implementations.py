@@ -24,8 +24,16 @@ from typing import Any
 from sessionlab.api import SessionManager
 
 # The lab's state on this machine (hint progress, the learner's saved files, measured rates),
-# in the project root; ignored by git.
+# in the project root; ignored by git. SESSIONLAB_STATE puts it elsewhere (the self-test's own).
 STATE = ".sessionlab"
+
+
+def state_folder(root: Path | None = None) -> Path:
+    """Where the lab keeps its state: SESSIONLAB_STATE, else .sessionlab/ in the project root."""
+    override = os.environ.get("SESSIONLAB_STATE")
+    if override:
+        return Path(override).resolve()
+    return (root or project_root()) / STATE
 
 
 def project_root() -> Path:
@@ -113,6 +121,11 @@ class Implementation:
             return frozenset(str(path) for path in origin.parent.glob("*.py"))
         return frozenset({str(origin)}) if origin.suffix == ".py" else frozenset()
 
+    def unloaded(self, class_name: str) -> CodeError | None:
+        """Why a class of the implementation is missing, when the file that defines it did not load."""
+        found = getattr(self.module, class_name, None)
+        return found.error if isinstance(found, Unloaded) else None
+
     def new_manager(self, **options: object) -> SessionManager:
         return self.module.SessionManager(**options)
 
@@ -145,6 +158,8 @@ def load(spec: str) -> Implementation:
     else:
         module = _import_name(spec)
     manager = getattr(module, "SessionManager", None)
+    if isinstance(manager, Unloaded):  # its file did not load, another track's did
+        return Implementation(spec, module)
     if not callable(manager) or getattr(manager, "_is_protocol", False):
         raise ImplementationError(f"{spec!r} ({module.__name__}) defines no SessionManager class")
     implementation = Implementation(spec, module)
@@ -218,22 +233,85 @@ def _import_path(path: Path) -> ModuleType:
     spec = importlib.util.spec_from_file_location(name, location, submodule_search_locations=search)
     if spec is None or spec.loader is None:
         raise ImplementationError(f"cannot import {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except Exception as exc:  # the code itself is broken: say where, in its own files
-        del sys.modules[name]
-        files = frozenset(str(p) for p in (path.glob("*.py") if path.is_dir() else [path]))
-        error = CodeError.of(exc, files)
-        if isinstance(exc, ImportError) and path.parent.name == "wild":
-            error.message += " (the stores on real frameworks need them: pip install -e '.[realworld]')"
-        raise error.with_traceback(None) from None
-    except BaseException:
-        del sys.modules[name]
-        raise
+    files = frozenset(str(p) for p in (path.glob("*.py") if path.is_dir() else [path]))
+    # A package whose __init__ imports several files (buggy/: manager.py for track 1,
+    # persistent.py for track 2) loads without the ones that fail: each stands in as an
+    # Unloaded module, so one track's typo leaves the other tracks' exercises to be judged.
+    stand_ins: dict[str, ModuleType] = {}
+    while True:
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        sys.modules.update(stand_ins)
+        try:
+            spec.loader.exec_module(module)
+            break
+        except Exception as exc:  # the code itself is broken: say where, in its own files
+            for key in [key for key in sys.modules if key == name or key.startswith(name + ".")]:
+                del sys.modules[key]
+            error = CodeError.of(exc, files)
+            if isinstance(exc, ImportError) and path.parent.name == "wild":
+                error.message += " (the stores on real frameworks need them: pip install -e '.[realworld]')"
+            failed = _failed_file(exc, files)
+            submodule = f"{name}.{failed.stem}" if failed is not None else ""
+            if (failed is None or failed.parent != path or failed.name == "__init__.py"
+                    or submodule in stand_ins):
+                raise error.with_traceback(None) from None
+            stand_ins[submodule] = _UnloadedModule(submodule, error.with_traceback(None))
+        except BaseException:
+            for key in [key for key in sys.modules if key == name or key.startswith(name + ".")]:
+                del sys.modules[key]
+            raise
+    if stand_ins and not any(key.startswith(name + ".") and key not in stand_ins for key in sys.modules):
+        first = next(iter(stand_ins.values()))
+        for key in [key for key in sys.modules if key == name or key.startswith(name + ".")]:
+            del sys.modules[key]
+        raise first.__sessionlab_error__  # nothing of the package's own code loaded
     module.__sessionlab_stamp__ = stamp  # type: ignore[attr-defined]
     return module
+
+
+class NotLoaded(CodeError):
+    """A class of the implementation was used whose file did not load (the other files did)."""
+
+
+class Unloaded:
+    """Stands for a name of a file of the implementation that did not load; calling it raises why."""
+
+    __slots__ = ("name", "error")
+
+    def __init__(self, name: str, error: CodeError):
+        self.name, self.error = name, error
+
+    def __call__(self, *args: object, **kwargs: object) -> Any:
+        error = self.error
+        raise NotLoaded(error.message, error.file, error.line, error.function, error.source)
+
+    def __repr__(self) -> str:
+        return f"<{self.name}: not loaded: {self.error}>"
+
+
+class _UnloadedModule(ModuleType):
+    """A file of a package that did not load: every name asked of it is Unloaded."""
+
+    def __init__(self, name: str, error: CodeError):
+        super().__init__(name)
+        self.__sessionlab_error__ = error
+
+    def __getattr__(self, attribute: str) -> Any:
+        if attribute.startswith("__"):
+            raise AttributeError(attribute)
+        return Unloaded(attribute, self.__sessionlab_error__)
+
+
+def _failed_file(exc: BaseException, files: frozenset[str]) -> Path | None:
+    """The file of the implementation where an import failed: a syntax error's, else the innermost frame's."""
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return Path(exc.filename).resolve()
+    found = None
+    for frame, _ in traceback.walk_tb(exc.__traceback__):
+        if frame.f_code.co_filename in files:
+            found = Path(frame.f_code.co_filename)
+    return found
 
 
 def _stamp(path: Path) -> tuple[tuple[str, int, int], ...]:

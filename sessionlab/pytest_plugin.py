@@ -230,7 +230,9 @@ def lab_message(excinfo: pytest.ExceptionInfo[BaseException], files: frozenset[s
         text = excinfo.typename
     from sessionlab.engines.bounded import Hang
 
-    if isinstance(excinfo.value, Hang):
+    if isinstance(excinfo.value, implementations.NotLoaded):
+        text = f"ERROR: your code did not load: {text}"
+    elif isinstance(excinfo.value, Hang):
         text = f"HANGS: {text}"
     elif isinstance(excinfo.value, Abandoned) or (excinfo.typename == "Failed" and "Timeout" in text):
         text = f"HANGS: {text}" + _where_it_waited(excinfo, files)
@@ -389,11 +391,10 @@ def _learner_summary(terminalreporter, config: pytest.Config) -> None:
             fixed += 1
             terminalreporter.write_line(f"{bug.number}. {bug.slug}: passes all {len(results)} checks")
             continue
-        hung = any(message.startswith("HANGS") for _, message in failed)
-        state = "HANGS" if hung else "STILL BUGGY"
+        words = {message.split(":", 1)[0] for _, message in failed}  # the worst first: ERROR, HANGS
+        state = "ERROR" if "ERROR" in words else "HANGS" if "HANGS" in words else "STILL BUGGY"
         first = failed[0][1].splitlines()[0] if failed[0][1] else failed[0][0]
-        terminalreporter.write_line(
-            f"{bug.number}. {bug.slug}: {state}, {len(failed)} of {len(results)} checks fail")
+        terminalreporter.write_line(f"{bug.number}. {bug.slug}: {state}, {len(failed)} of {len(results)} checks fail")
         terminalreporter.write_line(f"    {first}")
     total = sum(1 for bug in catalogue.BUGS if bug.slug in outcomes)
     terminalreporter.write_line(f"{fixed} of {total} bugs pass every check")

@@ -1,9 +1,29 @@
 """Start the slow commands some test modules read, once the tests are collected; leave the tests marked
-slow (the judge on every held-out fix of the persistent track: minutes) to ``pytest --slow``."""
+slow (the judge on every held-out fix of the persistent track: minutes) to ``pytest --slow``.
+
+The self-test keeps the lab's state (hints seen, where the learner is, measured rates) in a folder of
+its own, and fails if the learner's working copy or state in this clone changed while it ran."""
 
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+LEARNERS = ("workspace", ".sessionlab")  # the learner's, in this clone: the self-test never writes there
+_before: dict[str, tuple[int, int]] = {}
+
+
+def _learners_files() -> dict[str, tuple[int, int]]:
+    found = {}
+    for folder in LEARNERS:
+        for path in (ROOT / folder).rglob("*"):
+            if path.is_file() and "__pycache__" not in path.parts:
+                stat = path.stat()
+                found[str(path.relative_to(ROOT))] = (stat.st_size, stat.st_mtime_ns)
+    return found
 
 
 def pytest_addoption(parser):
@@ -12,6 +32,25 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: minutes, not seconds: run with pytest --slow")
+    config._sessionlab_state = tempfile.mkdtemp(prefix="sessionlab-self-test-")
+    os.environ["SESSIONLAB_STATE"] = config._sessionlab_state  # the commands the tests start inherit it
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        _before.update(_learners_files())
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(getattr(config, "_sessionlab_state", ""), ignore_errors=True)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    after = _learners_files()
+    changed = sorted(name for name in set(after) | set(_before) if after.get(name) != _before.get(name))
+    if changed:
+        session.config.get_terminal_writer().line(
+            "the self-test changed the learner's files in this clone: " + ", ".join(changed), red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_collection_modifyitems(config, items):

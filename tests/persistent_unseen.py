@@ -20,9 +20,10 @@ def persistent_init(*extra: str, db_lock: str = "threading.Lock()", cache_lock: 
     sweeper starts)."""
     lines = "".join(f"    {line}\n" for line in extra)
     return f'''
-def __init__(self, path=None, *, ttl=1800.0, sweep_interval=60.0, clock=time.time):
-    if not ttl > 0 or not sweep_interval > 0:
-        raise InvalidInput("ttl and sweep_interval must be positive numbers of seconds")
+def __init__(self, path=None, *, ttl=1800.0, sweep_interval=60.0, clock=time.time, lock_timeout=30.0):
+    for name, value in (("ttl", ttl), ("sweep_interval", sweep_interval), ("lock_timeout", lock_timeout)):
+        if type(value) not in (int, float) or not 0 < value < 2**31:
+            raise InvalidInput(f"{{name}} must be a positive number of seconds, below 2**31")
     self._clock = clock
     self._ttl = float(ttl)
     self._temporary = path is None
@@ -30,7 +31,7 @@ def __init__(self, path=None, *, ttl=1800.0, sweep_interval=60.0, clock=time.tim
         handle, path = tempfile.mkstemp(prefix="sessions-", suffix=".sqlite3")
         os.close(handle)
     self._path = Path(path)
-    self._db = _open(self._path)
+    self._db = _open(self._path, float(lock_timeout))
     # Guards self._db: one statement or transaction at a time on this connection.
     # Taken before self._cache_lock whenever both are held.
     self._db_lock = {db_lock}
@@ -43,6 +44,10 @@ def __init__(self, path=None, *, ttl=1800.0, sweep_interval=60.0, clock=time.tim
     self._closed = False
     self._final = (Stats(0, 0, 0, 0, 0), 0, 0)  # what the stats were at close
 {lines}    self._stop = threading.Event()
+    # Guards self._sweeps_failed and self._sweep_failure: the sweeper writes them, health_problems reads.
+    self._failures_lock = threading.Lock()
+    self._sweeps_failed = 0  # sweeps failed in a row
+    self._sweep_failure = ""  # why the last one failed, never with an id
     self._sweeper = threading.Thread(target=self._sweep, args=(float(sweep_interval),),
                                      name="session-sweeper", daemon=True)
     self._sweeper.start()

@@ -58,7 +58,7 @@ def test_the_other_costs_are_measured_on_real_runs():
 
 
 def test_requests_per_second_over_http_for_a_manager_and_plain_flask():
-    pytest.importorskip("gunicorn")
+    pytest.importorskip("waitress")
     from sessionlab.bench import costs
 
     rates = costs.http_requests_per_second([("fixed", costs.served("fixed")),

@@ -32,6 +32,7 @@ def lab(tmp_path, monkeypatch):
     for folder in ("buggy", "fixed", "exercises"):
         shutil.copytree(ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setenv("SESSIONLAB_ROOT", str(tmp_path))
+    monkeypatch.setenv("SESSIONLAB_STATE", str(tmp_path / ".sessionlab"))  # its own, not the self-test's
     return tmp_path
 
 
@@ -79,6 +80,19 @@ def test_observe_rate_counts_single_rounds(capsys, lab):
     assert not (lab / ".sessionlab" / "rates.json").exists()  # three rounds calibrate nothing
 
 
+def test_observe_changes_what_check_does_only_when_asked_to_calibrate(capsys, lab, monkeypatch):
+    from sessionlab.cli import observing
+    from sessionlab.engines import stress
+
+    monkeypatch.setattr(observing, "CALIBRATION_RUNS", 3)  # the rounds it takes (50) cost seconds here
+    code, out, _ = run(capsys, "observe", "3", "--impl", "buggy", "--rate", "3")
+    assert code == 0 and "not kept for this machine's bounds: that takes --calibrate" in " ".join(out.split())
+    assert not (lab / ".sessionlab" / "rates.json").exists() and stress.calibration("cleanup-leak") is None
+    code, out, _ = run(capsys, "observe", "3", "--impl", "buggy", "--rate", "3", "--calibrate")
+    assert code == 0 and "kept for this machine" in out
+    assert stress.calibration("cleanup-leak") == stress.Rate(3, 3)
+
+
 def test_unknown_names_get_one_clear_line(capsys):
     code, _, err = run(capsys, "observe", "lost-updats")
     assert code == 2 and "no bug named 'lost-updats'" in err and "did you mean lost-updates?" in err
@@ -90,14 +104,30 @@ def test_unknown_names_get_one_clear_line(capsys):
 def test_race_prints_the_interleaving_and_the_figure(capsys, lab):
     # The report's own layout is tested with the report (tests/test_race.py); here, that race prints it.
     code, out, _ = run(capsys, "race", "lost-increments")
-    assert code == 0
+    assert code == 1  # an interleaving broke it
     assert "lost-increments (bug 2, atomicity violation) on buggy" in out
     assert "2 increments, counted 1" in out
     assert out.count("count = record.access_count + 1") >= 2
     assert "sessionlab race lost-increments --impl buggy" in out
     code, out, _ = run(capsys, "race", "lost-increments", "--impl", "fixed", "--json")
     (report,) = json.loads(out)
-    assert report["held"] and report["complete"] and report["explored"] >= 2
+    assert code == 0 and report["held"] and report["complete"] and report["explored"] >= 2
+    assert report["status"] == "FIXED"
+    code, out, _ = run(capsys, "race", "lost-increments", "--impl", "fixed", "--impl", "buggy", "--json")
+    assert code == 1 and [r["status"] for r in json.loads(out)] == ["FIXED", "STILL BUGGY"]
+
+
+@needs_frontrun
+def test_race_reports_the_deadlock_on_stdout_as_its_finding(capsys, lab):
+    code, out, err = run(capsys, "race", "lock-order-deadlock")
+    assert code == 1 and "lock-order-deadlock (bug 9, deadlock) on buggy: BROKEN" in out and err == ""
+    assert "Your code deadlocks" in out and out.count("holds self.") == 2 and out.count("waits for self.") == 2
+    code, out, _ = run(capsys, "race", "lock-order-deadlock", "--json")
+    (report,) = json.loads(out)
+    assert code == 1 and report["status"] == "STILL BUGGY" and report["held"] is False
+    assert report["hang"]["deadlock"] and len(report["hang"]["waits"]) == 2
+    code, out, _ = run(capsys, "race", "lock-order-deadlock", "--impl", "fixed", "--json")
+    assert code == 0 and json.loads(out)[0]["status"] == "FIXED"
 
 
 @needs_frontrun
@@ -152,7 +182,12 @@ def test_the_learner_loop_from_start_to_a_fixed_bug_and_back(capsys, lab):
     code, out, _ = run(capsys, "check", "lost-increments")
     assert code == 1 and "STILL BUGGY" in out
 
+    # Before any attempt the diff would be the whole fix: the hints come first, the fix when asked for.
     code, out, _ = run(capsys, "diff", "lost-increments")
+    assert code == 0 and "You have not changed SessionManager.increment_access yet" in out
+    assert "sessionlab hint lost-increments" in out and "FIX(" not in out
+    assert "To see it anyway: sessionlab diff lost-increments --yes" in out
+    code, out, _ = run(capsys, "diff", "lost-increments", "--yes")
     assert "-        count = record.access_count + 1" in out and "+            # FIX(lost-increments)" in out
 
 
@@ -197,10 +232,12 @@ def test_without_frontrun_race_says_why_and_check_falls_back_on_stress(capsys, m
     from sessionlab.judge import checks
 
     monkeypatch.setattr(exploration, "frontrun_available", lambda: (False, "frontrun has no build for this platform"))
-    code, _, err = run(capsys, "race", "lost-increments")
-    assert code == 5 and "frontrun has no build for this platform" in err  # 5: cannot decide here
+    code, out, _ = run(capsys, "race", "lost-increments")
+    assert code == 5 and "frontrun has no build for this platform" in " ".join(out.split())  # 5: undecided
+    assert "lost-increments (bug 2, atomicity violation) on buggy: UNPROVEN" in out
     code, out, _ = run(capsys, "race", "lost-increments", "--json")
-    assert code == 5 and json.loads(out)["error"]["kind"] == "unavailable"
+    (report,) = json.loads(out)
+    assert code == 5 and report["status"] == "UNPROVEN" and report["held"] is None
     verdict = checks.judge(catalogue.find("lost-increments"), implementations.load("buggy"))
     skipped = [result for result in verdict.results if result.held is None]
     stressed = verdict.results[-1]

@@ -129,7 +129,7 @@ def test_diff_takes_a_single_file_from_anywhere(capsys, lab, tmp_path_factory, m
     elsewhere = tmp_path_factory.mktemp("elsewhere")
     shutil.copy2(lab / "buggy" / "manager.py", elsewhere / "mine.py")
     monkeypatch.chdir(elsewhere)
-    code, out, err = run(capsys, "diff", "lost-increments", "--impl", "mine.py")
+    code, out, err = run(capsys, "diff", "lost-increments", "--impl", "mine.py", "--yes")
     assert code == 0, err
     assert "--- mine.py  (SessionManager.increment_access" in out
     assert "sessionlab check lost-increments --impl mine.py" in out

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -72,13 +73,15 @@ def test_broken_code_is_an_error_with_the_learners_file_and_line(capsys, lab, ca
         assert verdict["checks"] == [] and message in verdict["error"]["message"]
         assert verdict["error"]["file"].endswith("manager.py")
 
+    if case in ("syntax error", "name error at import"):
+        return  # manager.py did not load, persistent.py did: list and check --all judge track 2 (see below)
     # list shows the state of each exercise instead of crashing
     code, out, err = run(capsys, "list")
     assert code == 0 and "Traceback" not in out + err
     kind = message.split(":")[0].split()[0] if case != "deleted method" else "SessionManager"
     assert f"error: {kind}" in out and where in out
     code, out, _ = run(capsys, "list", "--json")
-    track_one = {bug.slug for bug in catalogue.track(1)}  # broken manager.py: persistent.py still runs
+    track_one = {bug.slug for bug in catalogue.track(1)}
     assert {e["status"] for e in json.loads(out)["exercises"] if e["bug"] in track_one} == {"error"}
 
     # check --all: the worst verdict counts, and the summary line ends it
@@ -97,6 +100,41 @@ def test_the_learner_reads_their_own_path_and_line_and_never_a_traceback(lab):
     listing = sessionlab(lab, "list")
     assert listing.returncode == 0 and f"error: SyntaxError (workspace/manager.py:{line})" in listing.stdout
     assert all(len(text) <= 80 for text in listing.stdout.splitlines())
+    # Each track loads on its own: persistent.py loaded, so track 2 is judged as before.
+    for bug in catalogue.track(2):
+        assert re.search(rf"^ +{bug.number} +{bug.slug} +still buggy$", listing.stdout, re.M), listing.stdout
+    assert "workspace/manager.py did not load, so exercises 1, 2, 3, 4, 5, 6 could not be" in listing.stdout
+    assert "Traceback" not in listing.stdout + listing.stderr
+
+
+def break_persistent(lab: Path) -> int:
+    """A missing colon in the working copy's persistent.py (track 2); return its line."""
+    path = lab / "workspace" / "persistent.py"
+    lines = path.read_text().splitlines(keepends=True)
+    number = next(n for n, text in enumerate(lines) if text.lstrip().startswith("def increment_access("))
+    lines[number] = lines[number].replace("):", ")", 1) if "):" in lines[number] else lines[number].replace(":", "", 1)
+    path.write_text("".join(lines))
+    return number + 1
+
+
+@needs_frontrun
+@pytest.mark.parametrize("broken", ["manager.py", "persistent.py"])
+def test_a_file_that_does_not_load_is_an_error_for_its_own_exercises_only(capsys, lab, broken):
+    run(capsys, "start")
+    if broken == "manager.py":
+        line, mine, other = mutate(lab, *BROKEN["syntax error"][:2]), "lost-increments", "stale-cache"
+    else:
+        line, mine, other = break_persistent(lab), "cross-process-increment", "lost-increments"
+    code, out, _ = run(capsys, "check", mine, "--no-stress", "--json")
+    (verdict,) = json.loads(out)["verdicts"]
+    assert code == 3 and verdict["status"] == "ERROR" and verdict["error"]["line"] == line
+    assert verdict["error"]["file"] == f"workspace/{broken}" and "SyntaxError" in verdict["error"]["message"]
+    # The other track's exercise is judged as it was before the typo: still buggy, by its figure.
+    code, out, _ = run(capsys, "check", other, "--no-stress", "--json")
+    (verdict,) = json.loads(out)["verdicts"]
+    assert code == 1 and verdict["status"] == "STILL BUGGY" and "error" not in verdict
+    assert [c["outcome"] for c in verdict["checks"]][-1] in ("broke", "hang")
+    assert verdict["checks"][0]["outcome"] == "held"  # the contract ran on the file that loaded
 
 
 def test_observe_and_race_on_broken_code_say_error_in_one_place(capsys, lab):
@@ -151,6 +189,19 @@ def test_usage_errors_are_json_under_json(capsys, lab):
     assert code == 2 and "no implementation" in json.loads(out)["error"]["message"]
 
 
+def test_the_readme_has_one_table_of_exit_statuses_and_it_is_the_commands():
+    from sessionlab.cli import status
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    rows = {code: word.strip() for code, word in re.findall(r"^\| (\d+) \|([A-Z ]*)\|", readme, re.M)}
+    assert rows == {"0": "FIXED", "1": "STILL BUGGY", "2": "", "3": "ERROR", "4": "HANGS", "5": "UNPROVEN",
+                    "70": "", "130": ""}
+    assert {int(code): word for code, word in rows.items() if word} == {v: k for k, v in EXIT_FOR.items()}
+    assert (status.EXIT_USAGE, status.EXIT_INTERNAL, status.EXIT_INTERRUPTED) == (2, 70, 130)
+    for code in rows:  # the help's table, printed by --help of check and race, has the same rows
+        assert re.search(rf"^  {code} +", status.EXIT_STATUSES, re.M), code
+
+
 def test_the_worst_verdict_counts_and_each_has_its_exit_status():
     assert SEVERITY == ("ERROR", "HANGS", "STILL BUGGY", "UNPROVEN", "FIXED")
     assert EXIT_FOR == {"FIXED": 0, "STILL BUGGY": 1, "ERROR": 3, "HANGS": 4, "UNPROVEN": 5}
@@ -158,3 +209,20 @@ def test_the_worst_verdict_counts_and_each_has_its_exit_status():
     assert worst(["HANGS", "STILL BUGGY", "ERROR"]) == "ERROR"
     assert worst(["FIXED", "UNPROVEN"]) == "UNPROVEN"
     assert worst(["FIXED", "FIXED"]) == "FIXED"
+
+
+def test_observe_reports_a_round_that_hangs_as_hangs_on_stdout(capsys, lab, monkeypatch):
+    from sessionlab.engines import bounded
+
+    def stuck(run, seconds, label, files):
+        raise bounded.Hang(seconds, label, [bounded.Wait("thread worker-0", str(lab / "workspace" / "manager.py"),
+                                                         103, "update_session", "with self._lock:", "self._lock")])
+
+    run(capsys, "start")
+    monkeypatch.setattr(bounded, "run_bounded", stuck)
+    code, out, err = run(capsys, "observe", "lost-updates", "--impl", "workspace")
+    assert code == EXIT_HANGS == 4 and "workspace: HANGS" in out and "Traceback" not in out + err
+    assert "did not finish within" in out and "waits for self._lock at manager.py:103" in " ".join(out.split())
+    code, out, _ = run(capsys, "observe", "lost-updates", "--impl", "workspace", "--json")
+    (observation,) = json.loads(out)
+    assert code == 4 and observation["detected"] and observation["figure"]["got"] == "did not finish"

@@ -35,8 +35,9 @@ def test_quoted_commands_are_accepted(path):
                 args = build_parser().parse_args(words[1:])
             except SystemExit:
                 pytest.fail(f"{path.name}: `{command}` is not a command sessionlab accepts")
-            if getattr(args, "bug", None):
-                catalogue.find(args.bug)  # raises for a bug that does not exist
+            named = getattr(args, "bug", None)
+            for bug in [named] if isinstance(named, str) else named or []:
+                catalogue.find(bug)  # raises for a bug that does not exist
         else:
             for flag, value in zip(words, words[1:]):
                 if flag == "-m":
@@ -86,3 +87,21 @@ def test_the_readme_s_demo_table_quotes_the_code_s_round_bounds():
     assert [slug for slug, _ in found] == [home.bug.slug for home in catalogue.stressed()], found
     for slug, rounds in found:
         assert rounds == stress.rounds_for(catalogue.home(slug).stress.round_rate), (slug, rounds)
+
+
+def test_the_hints_put_the_clock_where_the_reference_does():
+    """fixed/manager.py never calls the clock with its lock held; a hint that places the timestamp says so."""
+    import ast
+
+    from sessionlab.learner import exercises
+
+    tree = ast.parse((ROOT / "fixed" / "manager.py").read_text(encoding="utf-8"))
+    under_lock = [node.lineno for block in ast.walk(tree) if isinstance(block, ast.With)
+                  and any("_lock" in ast.unparse(item.context_expr) for item in block.items)
+                  for node in ast.walk(block) if isinstance(node, ast.Call) and "clock" in ast.unparse(node.func)]
+    assert under_lock == [], f"fixed/manager.py calls a clock under its lock at lines {under_lock}"
+    placing = [hint for exercise in exercises.load(ROOT) if exercise.bug.module == "manager.py"
+               for hint in exercise.hints if hint.startswith("Near-answer") and re.search(r"clock|timestamp", hint)]
+    assert len(placing) >= 2
+    for hint in placing:
+        assert "before the lock" in hint and not re.search(r"(timestamp|clock)[^.;]* (inside|under the lock)", hint), hint

@@ -8,6 +8,7 @@ reading of the command line takes it for a path, and finds no configuration ther
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -178,3 +179,16 @@ def test_the_reference_passes_its_checks(tmp_path, spec):
     status, out = learner_pytest(tmp_path, str(ROOT / "tests" / "test_single_thread.py"), "--impl", spec)
     assert status == 0, out
     assert "bugs pass every check" in out, out
+
+
+@needs_frontrun
+def test_a_file_that_does_not_load_fails_its_own_bugs_only_as_errors(tmp_path):
+    copy = tmp_path / "mine"
+    shutil.copytree(ROOT / "buggy", copy, ignore=shutil.ignore_patterns("__pycache__", "wild"))
+    manager = copy / "manager.py"
+    manager.write_text(manager.read_text().replace("        metadata[key] = value\n", "        metadata[key] = = value\n"))
+    status, out = learner_pytest(tmp_path, str(TESTS / "test_race.py"), str(TESTS / "test_persistent_races.py"),
+                                 "--impl", str(copy), "-m", "lost_updates or stale_cache")
+    assert status != 0, out
+    assert "1. lost-updates: ERROR" in out and "ERROR: your code did not load: SyntaxError" in out, out
+    assert "7. stale-cache: STILL BUGGY" in out, out  # persistent.py loaded: its bug is found as before

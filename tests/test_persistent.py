@@ -166,6 +166,8 @@ def test_the_sweeper_expires_sessions_by_itself(Manager):
         while manager.get_status(ada) != "expired" and time.monotonic() < deadline:
             time.sleep(0.01)
         assert manager.get_status(ada) == "expired"
+        manager._stop.set()  # buggy/'s close() would close the database under the sweeper (its close-order bug)
+        manager._sweeper.join()
 
 
 def test_every_committed_session_survives_a_restart(Manager, tmp_path):

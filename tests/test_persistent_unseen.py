@@ -237,6 +237,9 @@ class Statements:
             self.after()
         return rows
 
+    def fetch_one(self, sql: str, parameters: tuple = ()) -> Any:
+        return self.execute(sql, parameters).fetchone()
+
     def executemany(self, sql: str, rows: list) -> Rows:
         hook = self._is_it(sql)
         if hook and self.before is not None:

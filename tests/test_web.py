@@ -1,7 +1,7 @@
 """The web demo: secure defaults one request at a time, then real servers under load.
 
 The route tests use Flask's test client on a fixed/ manager. The load tests
-start `sessionlab serve` on a free loopback port (gunicorn, real threads and
+start `sessionlab serve` on a free loopback port (waitress, real threads and
 processes) and drive it with `sessionlab load`: buggy/ shows its bugs through
 HTTP alone, fixed/ shows none and its /health stays 200.
 """
@@ -26,7 +26,7 @@ from sessionlab.web import load, server
 # exploration walks the objects it can reach, and a Flask context proxy raises when touched
 # outside a request, which would break every exploration that runs after collection.
 pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("flask") is None or importlib.util.find_spec("gunicorn") is None,
+    importlib.util.find_spec("flask") is None or importlib.util.find_spec("waitress") is None,
     reason="the web demo needs the web extra: pip install -e '.[web]'")
 
 ROOT = Path(__file__).resolve().parent.parent

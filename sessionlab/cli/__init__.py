@@ -1,10 +1,10 @@
 """The ``sessionlab`` command line.
 
 ``main`` parses the command line and runs one command; the commands live in
-``learner`` (start, list, check, hint, diff, reset), ``watching`` (watch) and
-``observing`` (demo, observe, race), and print through ``output``. They are
-imported only once a command is chosen, so ``sessionlab --help`` is quick and
-Ctrl-C is caught from the first moment.
+``learner`` (start, list, check, hint), ``comparing`` (diff, reset), ``watching``
+(watch), ``grading`` (grade) and ``observing`` (demo, observe, race), and print
+through ``output``. They are imported only once a command is chosen, so
+``sessionlab --help`` is quick and Ctrl-C is caught from the first moment.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import argparse
 import importlib
 import os
 import sys
+import textwrap
 from collections.abc import Sequence
 
 from sessionlab.cli import framework_logs, interrupts
@@ -75,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def command(name: str, run: str, help: str, epilog: str | None = None) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".", epilog=epilog,
+        description = "\n".join(textwrap.wrap(help[0].upper() + help[1:] + ".", 78))
+        sub = commands.add_parser(name, help=help, description=description, epilog=epilog,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
         sub.set_defaults(run=run)
         return sub
@@ -105,9 +107,14 @@ def build_parser() -> argparse.ArgumentParser:
                               "breaks rounds at the assumed rate less than once in a million)")
     observe.add_argument("--rate", type=_at_least_one, metavar="N",
                          help="instead, run N single rounds and report how many broke, with a 95%% interval")
+    observe.add_argument("--calibrate", action="store_true",
+                         help="with --rate N (50 or more) on buggy: keep the rate for the bounds of the stress "
+                              "checks on this machine (check then runs more rounds if buggy breaks less often "
+                              "here); without it observe changes nothing check does")
     json_option(observe, "the results")
 
-    racing = command("race", "observing:cmd_race", "explore every interleaving of a race bug; print the bad one")
+    racing = command("race", "observing:cmd_race", "explore every interleaving of a race bug; print the bad one",
+                     epilog=EXIT_STATUSES)
     racing.add_argument("bug", metavar="BUG", help=BUG_HELP)
     racing.add_argument("--impl", action="append", metavar="PATH",
                         help=f"the implementation to explore, repeatable (default: your working copy once made, "
@@ -118,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     json_option(racing, "the reports")
 
     serve = command("serve", "serving:cmd_serve",
-                    "serve a manager behind a web app on gunicorn, on this machine (Ctrl-C stops it)")
+                    "serve a manager behind a web app on waitress, on this machine (Ctrl-C stops it)")
     serve.add_argument("--impl", metavar="PATH",
                        help=f"the implementation to serve (default: your working copy once made, else buggy). "
                             f"{IMPL_HELP}")
@@ -188,15 +195,16 @@ def build_parser() -> argparse.ArgumentParser:
     check = command("check", "learner:cmd_check",
                     "is the bug fixed in your working copy? exit status 0 only when it is",
                     epilog="verdicts: FIXED, STILL BUGGY, ERROR, HANGS, UNPROVEN\n\n" + EXIT_STATUSES)
-    check.add_argument("bug", metavar="BUG", nargs="?",
-                       help=f"{BUG_HELP} (default: the current exercise: the one you last checked, "
-                            "until it is FIXED; then the first not fixed)")
+    check.add_argument("bug", metavar="BUG", nargs="*",
+                       help=f"{BUG_HELP}; several may be named (default: the current exercise: the one you "
+                            "last checked, until it is FIXED; then the first not fixed)")
     check.add_argument("--all", action="store_true", help="check every exercise; ends with N of M fixed")
     check.add_argument("--impl", metavar="PATH", help=f"check this instead of your working copy ({IMPL_HELP})")
     check.add_argument("--no-stress", action="store_true",
                        help="skip the stress check: only the checks that decide run (stress can only confirm)")
     tracing_options(check)
     json_option(check, "the verdicts")
+    check.add_argument("--recheck", action="store_true", help=argparse.SUPPRESS)  # watch's: the current stays
 
     hint = command("hint", "learner:cmd_hint", "the next hint for an exercise")
     hint.add_argument("bug", metavar="BUG", nargs="?", help=f"{BUG_HELP} (default: the current exercise)")
@@ -205,15 +213,29 @@ def build_parser() -> argparse.ArgumentParser:
     hint.add_argument("--impl", metavar="PATH",
                       help="a store in the wild (track 3): its hints, e.g. workspace/wild/django_cache.py")
 
-    differ = command("diff", "learner:cmd_diff", "your code for one bug against the reference fixed/")
+    differ = command("diff", "comparing:cmd_diff", "your code for one bug against the reference fixed/")
     differ.add_argument("bug", metavar="BUG", nargs="?", help=f"{BUG_HELP} (default: the current exercise)")
     differ.add_argument("--impl", metavar="PATH",
                         help="compare this package folder or .py file instead of your working copy")
+    differ.add_argument("--yes", action="store_true",
+                        help="show the reference fix even before you have changed the code (no question asked)")
 
-    resetting = command("reset", "learner:cmd_reset",
+    resetting = command("reset", "comparing:cmd_reset",
                         "put one bug's original code back in your working copy (yours is saved first)")
     resetting.add_argument("bug", metavar="BUG", help=BUG_HELP)
     resetting.add_argument("--impl", metavar="PATH", help="reset this package folder or .py file instead")
+
+    grading = command("grade", "grading:cmd_grade",
+                      "judge a class's working copies, several at once: a table of copies by exercises")
+    grading.add_argument("copies", metavar="DIR", nargs="+",
+                         help="a learner's clone (its workspace/ is judged, its hints seen read) or a working copy")
+    grading.add_argument("--jobs", type=_at_least_one, metavar="N", help="copies judged at once (default: the cores)")
+    grading.add_argument("--seconds", type=_seconds, default=300.0, metavar="S",
+                         help="the bound of one copy's check; a copy still running is a row that says so "
+                              "(default: 300)")
+    grading.add_argument("--no-stress", action="store_true", help="judge without the stress checks (faster)")
+    grading.add_argument("--csv", action="store_true", help="print the table as CSV, with the hints seen")
+    json_option(grading, "every copy's verdicts, with the lab's version and the time")
 
     watch = command("watch", "watching:cmd_watch",
                     "check the current exercise on every save; move on once it is FIXED")

@@ -70,6 +70,23 @@ class Loaded:
     implementation: implementations.Implementation | None
     error: implementations.CodeError | None = None
 
+    def error_for(self, manager: str) -> implementations.CodeError | None:
+        """Why a bug's class (SessionManager, PersistentSessionManager) cannot be judged: its file did
+        not load (the others may have)."""
+        if self.implementation is None:
+            return self.error
+        unloaded = self.implementation.unloaded(manager)
+        return shorten(unloaded) if unloaded is not None else None
+
+    @property
+    def partly(self) -> list[implementations.CodeError]:
+        """The errors of the files that did not load, when others did (each track loads on its own)."""
+        if self.implementation is None:
+            return []
+        found = {id(error): error for error in (self.implementation.unloaded(name)
+                                                for name in dir(self.implementation.module)) if error}
+        return [shorten(error) for error in found.values()]
+
 
 def load(spec: str) -> Loaded:
     """Load an implementation; a missing one is a usage error, broken code is an ERROR to report."""

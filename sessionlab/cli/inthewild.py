@@ -34,10 +34,19 @@ def cmd_wild(args: argparse.Namespace) -> int:
                          "buggy/wild is written the way applications use the framework; fixed/wild adds the "
                          "fixes an application can make on top of it.", columns)))
     print()
-    print("\n".join(table(wild.table(found), columns)))
+    print("\n".join(text_table(found, columns)))
     print()
     for f in found:
         if f.has:
             print("\n".join(wrap(f"{f.variant}/wild/{f.store}.py has {f.bug.slug}: {f.evidence}", columns,
                                  "    ", "  ")))
     return EXIT_OK
+
+
+def text_table(found: list[wild.Finding], columns: int) -> list[str]:
+    """wild's table for a terminal: a bug's number stays with its name, and the stores are named without
+    .py, so that four stores fit 80 columns."""
+    header, *rows = wild.table(found)
+    header = [header[0]] + [cell.replace(".py (", " (") for cell in header[1:]]
+    rows = [[row[0].replace(". ", "." + output.GLUE, 1), *row[1:]] for row in rows]
+    return table([header, *rows], columns)

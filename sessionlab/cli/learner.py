@@ -4,38 +4,44 @@ from __future__ import annotations
 
 import argparse
 import re
+import time
 from pathlib import Path
 
 from sessionlab import catalogue
 from sessionlab.bug import Bug
 from sessionlab.cli import output, verdicts
 from sessionlab.cli.common import (
-    ERROR, EXIT_FOR, EXIT_OK, FIXED, HANGS, STILL_BUGGY, UNPROVEN, CommandError, Loaded, code_error_json, follow, load,
-    source_file, space, worst)
+    ERROR, EXIT_FOR, EXIT_OK, FIXED, HANGS, STILL_BUGGY, UNPROVEN, Loaded, code_error_json, follow,
+    is_workspace, load, space, worst)
 from sessionlab.cli.output import Progress, print_json, table, verdict_word, wrap
 from sessionlab.engines import exploration
+from sessionlab.implementations import STATE
 from sessionlab.learner import exercises, workspace
 
 
 def cmd_start(args: argparse.Namespace) -> int:
     here = space()
+    columns = output.width()
+    made = True
     if args.fresh and here.path.exists():
         kept = here.start_fresh()
-        print(f"Made a fresh working copy of buggy/ in {here.path}/")
+        print(f"Made a fresh working copy of buggy/ in {workspace.WORKSPACE}/")
         if kept is None:
             print("Your old copy was the same as buggy/, so there was nothing to keep.")
         else:
-            print(f"Your old copy is kept in {kept.relative_to(here.root)}/")
+            print("\n".join(wrap(f"Your old copy is kept in {kept.relative_to(here.root)}/", columns)))
     elif here.start():
-        print(f"Made your working copy of buggy/ in {here.path}/")
+        print(f"Made your working copy of buggy/ in {workspace.WORKSPACE}/")
         print("Fix the bugs there; buggy/ stays as it was, and git ignores your copy.")
     else:
-        print(f"Your working copy already exists: {here.path}/  (nothing was changed)")
+        made = False
+        print(f"Your working copy already exists: {workspace.WORKSPACE}/  (nothing was changed)")
         print("To start over from buggy/: sessionlab start --fresh  (your copy is kept first)")
     first = exercises.load(here.root)[0]
     print()
-    print(f"First exercise: {first.bug.number}. {first.bug.title}  ({first.readme.relative_to(here.root)})")
-    print(f"  sessionlab check {first.bug.slug:<20} is it fixed yet? (it is not)")
+    print("\n".join(wrap(f"First exercise: {first.bug.number}. {first.bug.title}  "
+                         f"({first.readme.relative_to(here.root)})", columns)))
+    print(f"  sessionlab check {first.bug.slug:<20} is it fixed yet?" + (" (it is not)" if made else ""))
     print(f"  {'sessionlab list':<37} every exercise and what to do next")
     return EXIT_OK
 
@@ -89,6 +95,11 @@ def cmd_list(args: argparse.Namespace) -> int:
     statuses = list(zip(found, judged))
     upcoming = next((exercise for exercise, verdict in statuses if not verdict.fixed), None)
     hints = exercises.HintProgress(here.state / "hints.json")
+    if args.impl and not is_workspace(args.impl):  # another learner's copy: the hints that learner saw
+        from sessionlab.cli.grading import copy_of
+
+        hints = exercises.HintProgress(copy_of(args.impl)[1] or Path(args.impl) / STATE / "hints.json")
+    stores = [] if args.impl else _wild_states(here)
     if args.json:
         listing = {
             "workspace": str(here.path) if not args.impl else args.impl,
@@ -103,22 +114,43 @@ def cmd_list(args: argparse.Namespace) -> int:
         }
         if loaded.error is not None:
             listing["error"] = code_error_json(loaded.error)
+        if stores:
+            listing["wild"] = [{"number": number, "store": wild.store, "folder": str(wild.folder.relative_to(here.root)),
+                                "file": file, "bugs": [bug.slug for bug in wild.bugs], "status": state,
+                                "fixed": done, "hints_seen": hints.seen(wild.slug), "hints": len(wild.hints)}
+                               for number, wild, file, state, done in stores]
         print_json(listing)
         return EXIT_OK
     rows = [("", "#", "exercise", "status")]  # each exercise's folder is exercises/<#>-<exercise>/
     for exercise, verdict in statuses:
         rows.append(("->" if exercise is upcoming else "", str(exercise.bug.number), exercise.bug.slug,
                      _short_state(verdict)))
+    rows += [("", str(number), wild.slug, state) for number, wild, _, state, _ in stores]
     print("\n".join(wrap(f"Exercises, checked against {loaded.name}/ (deterministic checks; `check` adds "
                          "stress):", output.width())))
     print()
     print("\n".join(table(rows)))
     fixed = sum(1 for _, verdict in statuses if verdict.fixed)
-    print(f"\n{fixed} of {len(statuses)} fixed.")
+    if stores:
+        print("\n".join(wrap(f"{', '.join(str(number) for number, *_ in stores)}: track 3, the stores in "
+                             f"{workspace.WORKSPACE}/{workspace.WILD}/, as their last check left them "
+                             "(list does not run their searches: check --impl does)", output.width(), "", "\n")))
+    print(f"\n{fixed} of {len(statuses)} fixed." + (f" Track 3: {sum(state == 'fixed' for *_, state, _ in stores)} of "
+                                                    f"{len(stores)} stores fixed." if stores else ""))
     if loaded.error is not None:
         print("\nYour code did not load, so no exercise could be checked:")
         print("\n".join(output.indented(loaded.error.text(), "  ")))
         print(f"Fix that line, then: {follow(args, 'list')}")
+        return EXIT_OK
+    for error in loaded.partly:  # one file did not load; the exercises of the others were checked
+        numbers = [str(verdict.bug.number) for verdict in judged if loaded.error_for(verdict.bug.manager)
+                   and loaded.error_for(verdict.bug.manager).file == error.file]
+        print("\n".join(wrap(f"{error.file} did not load, so exercise{'s' if len(numbers) > 1 else ''} "
+                             f"{', '.join(numbers)} could not be checked (the others were):", output.width(),
+                             "", "\n")))
+        print("\n".join(output.indented(error.text(), "  ", output.width())))
+        print(f"Fix that line, then: {follow(args, 'list')}")
+    if loaded.partly:
         return EXIT_OK
     if any(verdict.status == UNPROVEN for verdict in judged) and not exploration.frontrun_available()[0]:
         print("\n".join(wrap(f"unproven: {exploration.frontrun_available()[1]}", output.width())))
@@ -143,6 +175,23 @@ def cmd_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _wild_states(here: workspace.Workspace) -> list[tuple[int, exercises.WildExercise, str, str, list[str]]]:
+    """Track 3 in the working copy: each store's number, exercise, file, state and bugs found fixed, as the
+    checks of that file recorded them (no search is run)."""
+    found = []
+    for wild in exercises.load_wild(here.root):
+        file = f"{workspace.WORKSPACE}/{workspace.WILD}/{wild.store}.py"
+        if not (here.root / file).exists():
+            continue
+        where = verdicts.place(str(here.root / file))
+        done = [bug.slug for bug in wild.bugs if bug.slug in where.confirmed]
+        state = ("fixed" if len(done) == len(wild.bugs) else f"{len(done)} of {len(wild.bugs)} bugs fixed" if done
+                 else "not checked yet" if where.current is None else "still buggy")
+        number = int(wild.folder.name.split("-", 1)[0]) if wild.folder.name[:1].isdigit() else 0
+        found.append((number, wild, file, state, done))
+    return found
+
+
 # -- check ----------------------------------------------------------------------------------------
 
 
@@ -162,19 +211,24 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.all:
         judged = verdicts.judge_all([exercise.bug for exercise in runnable], loaded, progress, stress_too=stress_too)
     elif args.bug:
-        judged = [verdicts.judge(catalogue.find(args.bug), loaded, progress, stress_too=stress_too)]
+        named = list(dict.fromkeys(catalogue.find(name) for name in args.bug))
+        judged = [verdicts.judge(bug, loaded, progress, stress_too=stress_too) for bug in named]
     else:
         picked = verdicts.current(loaded, runnable, spec, progress, stress_too=stress_too)
         judged = [picked[1]] if picked else []
     where = verdicts.place(spec)
     for verdict in judged:
         if not verdicts.unchecked(verdict):
-            where.record(verdict.bug.slug, verdict.fixed, current=not args.all, proof=proof if verdict.fixed else None)
+            where.record(verdict.bug.slug, verdict.fixed, current=not (args.all or getattr(args, "recheck", False)),
+                         proof=proof if verdict.fixed else None)
     status = worst([verdict.status for verdict in judged])
     fixed = sum(1 for verdict in judged if verdict.fixed)
     if args.json:
+        from sessionlab.cli import version
+
         result = {"implementation": loaded.name, "verdicts": [verdicts.as_json(v, loaded) for v in judged],
-                  "status": status, "exit": EXIT_FOR[status]}
+                  "status": status, "exit": EXIT_FOR[status], "version": version(),
+                  "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         if args.all:
             result["summary"] = f"{fixed} of {len(judged)} fixed"
             result["not_checked"] = [{"bug": bug.slug, "why": f"no {bug.manager}"} for bug in left_out]
@@ -189,23 +243,41 @@ def cmd_check(args: argparse.Namespace) -> int:
               "full check.")
         print(f"Check them all again: {follow(args, 'check', '--all')}")
         return EXIT_OK
-    for n, verdict in enumerate(judged):
-        if n and loaded.error is not None:  # the same error for every bug: say it once
+    said = set()
+    for verdict in judged:
+        error = loaded.error_for(verdict.bug.manager) if verdict.error else None
+        if error is not None and str(error) in said:  # the same error for every bug of a file: say it once
             print(f"{verdict.bug.number}. {verdict.bug.slug} in {loaded.name}: {verdict_word(ERROR)} (the same error)")
             continue
+        if error is not None:
+            said.add(str(error))
         print("\n".join(verdicts.render(verdicts.as_json(verdict, loaded), args)))
         print()
-    if len(judged) > 1 and loaded.error is not None:
+    if len(judged) > 1 and said:
         print()
     if left_out:
         classes = sorted({bug.manager for bug in left_out})
         print("\n".join(wrap(f"Not checked: {', '.join(bug.slug for bug in left_out)} ({loaded.name} defines no "
                              f"{' or '.join(classes)}, the class those bugs live in).", output.width())))
-    if args.all:
-        print(f"{fixed} of {len(judged)} fixed." + ("" if status == FIXED else f" Overall: {verdict_word(status)}."))
+    if args.all or len(judged) > 1:
+        print("\n".join(summary_table(judged, output.width())))
+        print(f"\n{fixed} of {len(judged)} fixed." + ("" if status == FIXED else f" Overall: {verdict_word(status)}."))
     elif judged[0].fixed:
         print(f"Next exercise: {follow(args, 'check')}")
     return EXIT_FOR[status]
+
+
+def summary_table(judged: list, columns: int) -> list[str]:
+    """One line per verdict, to read on one screen after the verdicts in full."""
+    rows = [("#", "exercise", "verdict", "figure")]
+    for verdict in judged:
+        figure = re.sub(r" \(found after [^()]*\)$", "", verdict.evidence.removeprefix(f"{verdict.bug.slug}: "))
+        rows.append((str(verdict.bug.number), verdict.bug.slug, verdict.status, figure))
+    room = columns - 2 - 3 * 2 - sum(max(len(row[i]) for row in rows) for i in range(3))
+    room = max(12, room)
+    rows = [(*row[:3], (row[3] if len(row[3]) <= room else row[3][: room - 3].rstrip() + "...")
+             .replace(" ", output.GLUE)) for row in rows]
+    return ["", "Summary (each verdict in full above):", "", *table(rows, columns)]
 
 
 def _defines(loaded: Loaded, bug: Bug) -> bool:
@@ -216,7 +288,7 @@ def _defines(loaded: Loaded, bug: Bug) -> bool:
 # -- hint -----------------------------------------------------------------------------------------
 
 
-def _current_exercise(found: tuple[exercises.Exercise, ...], spec: str | None = None) -> exercises.Exercise:
+def current_exercise(found: tuple[exercises.Exercise, ...], spec: str | None = None) -> exercises.Exercise:
     """The exercise check and watch last worked on, else the first one."""
     remembered = verdicts.place(spec or str(space().path)).current
     try:
@@ -249,7 +321,7 @@ def cmd_hint(args: argparse.Namespace) -> int:
     wild = exercises.find_wild(exercises.load_wild(here.root), named) if named else None
     if wild is not None:
         return _wild_hint(wild, progress, columns)
-    exercise = exercises.find(found, args.bug) if args.bug else _current_exercise(found)
+    exercise = exercises.find(found, args.bug) if args.bug else current_exercise(found)
     already = progress.seen(exercise.bug.slug)
     number, text = progress.next_hint(exercise)
     total = len(exercise.hints)
@@ -271,101 +343,13 @@ def _wild_hint(wild: exercises.WildExercise, progress: exercises.HintProgress, c
     seen = progress.seen(wild.slug)
     number = min(seen + 1, len(wild.hints))
     progress.record(wild.slug, number)
-    print(f"Hint {number} of {len(wild.hints)} for {wild.slug} ({', '.join(bug.slug for bug in wild.bugs)}):\n")
+    print("\n".join(wrap(f"Hint {number} of {len(wild.hints)} for {wild.slug} "
+                         f"({', '.join(bug.slug for bug in wild.bugs)}):", columns)) + "\n")
     print("\n".join(wrap(wild.hints[number - 1], columns, "  ")))
     print()
     if number < len(wild.hints):
         print(f"Run it again for the next hint ({len(wild.hints) - number} left).")
     else:
-        print(f"That is the last hint. Once it passes, compare: sessionlab diff --impl workspace/wild/{wild.store}.py")
-    return EXIT_OK
-
-
-# -- diff and reset ------------------------------------------------------------------------------
-
-
-def _target(args: argparse.Namespace, bug: catalogue.Bug) -> tuple[Path, str]:
-    """The file holding a bug's code: in --impl, or in the working copy; and how to name it."""
-    here = space()
-    if args.impl:
-        path = source_file(args.impl, bug.module)
-        label = args.impl if Path(args.impl).suffix == ".py" else f"{args.impl.rstrip('/')}/{bug.module}"
-        return path, label
-    here.require()
-    return here.path / bug.module, f"{workspace.WORKSPACE}/{bug.module}"
-
-
-def _bug_or_current(args: argparse.Namespace) -> catalogue.Bug:
-    if args.bug:
-        return catalogue.find(args.bug)
-    return _current_exercise(exercises.load(space().root), getattr(args, "impl", None)).bug
-
-
-def cmd_diff(args: argparse.Namespace) -> int:
-    bug = _bug_or_current(args)
-    mine, label = _target(args, bug)
-    if not mine.exists():
-        raise CommandError(f"{label}: no such file", kind="implementation")
-    store = workspace.wild_store(mine)
-    if store is not None:  # track 3: the whole store against fixed/wild, its fixes all together
-        reference = space().root / "fixed" / workspace.WILD / mine.name
-        text = workspace.whole_file_diff(mine, reference, label, f"fixed/wild/{mine.name}")
-        print(f"{store}: your store against the reference, fixed/wild/{mine.name}\n")
-        print(text or f"{label}: identical to the reference.\n")
-        print("The reference's FIX comments say what each change restores. A different fix is fine")
-        print(f"if it passes: {follow(args, 'check', bug.slug)}")
-        return EXIT_OK
-    reference = space().root / "fixed" / bug.module
-    parts = workspace.diff(bug, mine, reference, label, f"fixed/{bug.module}")
-    print(f"{bug.number}. {bug.slug}: your code against the reference, in {', '.join(bug.functions)}\n")
-    for name, text in parts:
-        print(text if text else f"{name}: identical to the reference.\n")
-    print("The reference's FIX comments say what each change restores. A different fix is fine")
-    print(f"if it passes: {follow(args, 'check', bug.slug)}")
-    return EXIT_OK
-
-
-def _exhibits() -> list[Path]:
-    """The folders reset must never write to: buggy/ and fixed/, where the lab and Python find them."""
-    import importlib.util
-
-    folders = [space().root / "buggy", space().root / "fixed"]
-    for name in ("buggy", "fixed"):
-        try:
-            found = importlib.util.find_spec(name)
-        except (ImportError, ValueError):
-            found = None
-        if found is not None and found.origin:
-            folders.append(Path(found.origin).parent)
-    return [folder.resolve() for folder in folders]
-
-
-def cmd_reset(args: argparse.Namespace) -> int:
-    here = space()
-    bug = catalogue.find(args.bug)
-    if args.impl and not Path(args.impl).exists():
-        raise CommandError(f"reset --impl takes the path of a folder or .py file, and {args.impl!r} is neither "
-                           "(reset writes to it, so it must be a copy of your own)", kind="implementation")
-    target, label = _target(args, bug)
-    if set(target.resolve().parents) & set(_exhibits()):
-        raise CommandError(f"{label} is in buggy/ or fixed/, which the lab keeps as they are; reset works on "
-                           "a copy (your working copy, or --impl PATH)")
-    if workspace.wild_store(target) is not None:  # track 3: the whole store as buggy/wild has it
-        original = here.root / "buggy" / workspace.WILD / target.name
-        saved = workspace.reset_file(here, target, original, workspace.wild_store(target) or "")
-        if saved is None:
-            print(f"{label} is already as buggy/wild/{target.name} has it: nothing was changed or saved.")
-            return EXIT_OK
-        print(f"Put buggy/wild/{target.name} back in {label}; your version was saved as "
-              f"{saved.relative_to(here.root)}")
-        print(f"Check that the bugs are back: {follow(args, 'check', bug.slug)}")
-        return EXIT_OK
-    saved = workspace.reset(bug, here, target)
-    where = ", ".join(bug.functions)
-    if saved is None:
-        print(f"{label} already has the original {bug.slug} code ({where}): nothing was changed or saved.")
-        return EXIT_OK
-    print(f"Put the original {bug.slug} code back in {label}")
-    print(f"  ({where}); your version was saved as {saved.relative_to(here.root)}")
-    print(f"Check that the bug is back: {follow(args, 'check', bug.slug)}")
+        print("\n".join(wrap("That is the last hint. Once it passes, compare: sessionlab diff --impl "
+                             f"workspace/wild/{wild.store}.py", columns)))
     return EXIT_OK

@@ -11,8 +11,8 @@ from sessionlab import catalogue, implementations
 from sessionlab.bug import DEADLOCK, Bug
 from sessionlab.cli import output
 from sessionlab.cli.common import (
-    EXIT_ERROR, EXIT_HANGS, EXIT_OK, EXIT_STILL_BUGGY, EXIT_UNPROVEN, EXIT_USAGE, CommandError, code_error_json,
-    default_spec, follow, load, require, shorten)
+    EXIT_ERROR, EXIT_FOR, EXIT_HANGS, EXIT_OK, EXIT_STILL_BUGGY, EXIT_UNPROVEN, EXIT_USAGE, FIXED, HANGS, STILL_BUGGY,
+    UNPROVEN, CommandError, code_error_json, default_spec, follow, load, require, shorten, worst)
 from sessionlab.cli.output import Progress, print_json, table, verdict_word, wrap
 from sessionlab.engines import bounded, exploration, stress
 from sessionlab.engines.bounded import Hang
@@ -29,23 +29,22 @@ CALIBRATION_RUNS = 50
 
 
 def guarded(what: str, implementation: implementations.Implementation, run):
-    """run(), with the learner's exceptions and hangs turned into one-line command errors.
+    """run(), with the learner's exceptions turned into one-line command errors (exit 3).
 
-    An exception that never passed through the implementation's own files is the lab's, and
-    goes on up to be reported as an internal error.
+    A hang or a search that could not decide is returned (the Hang, the Inconclusive): it is
+    what the command found, to report as such. An exception that never passed through the
+    implementation's own files is the lab's, and goes on up to be reported as an internal error.
     """
     try:
         return run()
-    except Hang as hang:
-        raise CommandError(f"{what}: {hang.summary.split(':', 1)[0]}", EXIT_HANGS, kind="hang",
-                           hang=hang.as_json(), detail=hang.text()) from None
-    except Inconclusive as why:
-        raise CommandError(f"{what}: UNPROVEN: {why}", EXIT_UNPROVEN, kind="inconclusive") from None
+    except (Hang, Inconclusive) as found:
+        return found
     except Exception as exc:
         error = shorten(implementations.CodeError.of(exc, implementation.files))
         if not error.file:  # it passed through none of the implementation's files: the lab's own bug
             raise
-        raise CommandError(f"{what}: ERROR: your code raised {error}", EXIT_ERROR, kind="code",
+        how = "did not load" if isinstance(exc, implementations.NotLoaded) else "raised"
+        raise CommandError(f"{what}: ERROR: your code {how}: {error}", EXIT_ERROR, kind="code",
                            code=code_error_json(error), detail=error.text()) from None
 
 
@@ -54,8 +53,12 @@ def guarded(what: str, implementation: implementations.Implementation, run):
 ROUND_SECONDS = stress.ROUND_DEADLINE + 5.0
 
 
+# The figure of a round that did not finish, for a bug that is not a deadlock: observe exits HANGS.
+DID_NOT_FINISH = "did not finish"
+
+
 def bounded_round(scenario: Scenario, implementation: implementations.Implementation, label: str) -> Figure:
-    """One stress round on implementation, bounded in time; its figure."""
+    """One stress round on implementation, bounded in time; its figure (a hang's too)."""
     bug = scenario.bug
 
     def one_round() -> Figure:
@@ -65,9 +68,14 @@ def bounded_round(scenario: Scenario, implementation: implementations.Implementa
         except Hang as hang:
             if bug.bug_class == DEADLOCK and hang.deadlock:  # the bug this scenario is about: its figure
                 return Figure(False, "every call returns", "deadlock", hang.summary)
-            raise
+            return Figure(False, "every call returns", DID_NOT_FINISH, hang.summary.split(":", 1)[0],
+                          history="\n".join(hang.text().splitlines()[1:]))
 
     return guarded(label, implementation, one_round)
+
+
+def hung(observations: list[Observation]) -> bool:
+    return any(observation.figure.got == DID_NOT_FINISH for observation in observations)
 
 
 def observe_one(scenario: Scenario, implementation: implementations.Implementation, progress: Progress,
@@ -184,19 +192,22 @@ def cmd_observe(args: argparse.Namespace) -> int:
         return measure_rate(args, scenario, implementations, progress)
     observations = [observe_one(scenario, implementation, progress, args.rounds)
                     for implementation in implementations]
+    status = EXIT_HANGS if hung(observations) else EXIT_OK
     if args.json:
         print_json([observation_json(o) for o in observations])
-        return EXIT_OK
+        return status
     columns = output.width()
     print(f"{bug.number}. {bug.title} ({bug.slug}, {bug.bug_class})")
     print("\n".join(wrap(f"symptom:  {bug.symptom}", columns, "             ", "   ")))
     print("\n".join(wrap(f"scenario: {bug.scenario}", columns, "             ", "   ")))
     print()
     for observation in observations:
-        word = "BROKE" if observation.detected else "held"
+        word = HANGS if observation.figure.got == DID_NOT_FINISH else "BROKE" if observation.detected else "held"
         print(f"  {observation.implementation}: {verdict_word(word)}")
         print("\n".join(wrap(observation.message, columns, "    ")))
-        if observation.figure.history:
+        if observation.figure.got == DID_NOT_FINISH:
+            print("\n".join(output.indented(observation.figure.history, "    ", columns)))
+        elif observation.figure.history:
             print("\n    The recorded history, checked for linearizability:\n")
             print("\n".join("      " + line for line in observation.figure.history.splitlines()))
             print()
@@ -204,7 +215,7 @@ def cmd_observe(args: argparse.Namespace) -> int:
         print()
         print("\n".join(wrap(f"The exact bad interleaving, step by step: {follow(args, 'race', bug.slug)}",
                              columns)))
-    return EXIT_OK
+    return status
 
 
 def measure_rate(args: argparse.Namespace, scenario: Scenario, implementations, progress: Progress) -> int:
@@ -213,7 +224,7 @@ def measure_rate(args: argparse.Namespace, scenario: Scenario, implementations, 
     for implementation in implementations:
         broke, example = round_rate(scenario, implementation, args.rate, progress)
         results.append((implementation, broke, example))
-        if implementation.name == "buggy" and broke and args.rate >= CALIBRATION_RUNS:
+        if _keeps(args, implementation, broke):
             # stress.calibration: the checks' bound counts on the lower end of what this machine showed.
             stress.calibrate(bug.slug, stress.Rate(broke, args.rate))
     rows = []
@@ -248,15 +259,22 @@ def measure_rate(args: argparse.Namespace, scenario: Scenario, implementations, 
             }[where]
             text = f"the lab assumes buggy/ breaks at least {scenario.round_rate:.0%} of rounds, which {meaning}"
             print("\n".join(wrap(text, columns, "    ")))
-        if implementation.name == "buggy" and broke and args.rate >= CALIBRATION_RUNS:
+        if _keeps(args, implementation, broke):
             print("    kept for this machine: the checks' bound counts on the lower end of the measured rate")
         elif implementation.name == "buggy":
-            print(f"    not kept for this machine's bounds: that takes at least {CALIBRATION_RUNS} rounds")
+            print("\n".join(wrap(f"not kept for this machine's bounds: that takes --calibrate and at least "
+                                 f"{CALIBRATION_RUNS} rounds", columns, "      ", "    ")))
     print("\n".join(wrap(
         f"The checks run up to {stress.plural(scenario.max_rounds, 'round')}: enough to miss, less than once in "
         f"a million runs, a bug that breaks at least {scenario.counted_rate:.1%} of rounds. Whether a bug breaks "
         f"that often here is what the interval above says; more rounds (--rate) narrow it.", columns)))
     return EXIT_OK
+
+
+def _keeps(args: argparse.Namespace, implementation: implementations.Implementation, broke: int) -> bool:
+    """Whether observe --rate keeps buggy's rate for the checks' bounds: only when asked (--calibrate)."""
+    return (getattr(args, "calibrate", False) and implementation.name == "buggy" and broke > 0
+            and args.rate >= CALIBRATION_RUNS)
 
 
 def cmd_race(args: argparse.Namespace) -> int:
@@ -267,30 +285,67 @@ def cmd_race(args: argparse.Namespace) -> int:
                            f"Watch it with: {follow(args, 'observe', bug.slug)}")
     own = home.explore  # an exploration of its own (processes on one file)
     available, why = exploration.frontrun_available()
-    if own is None and not available:
-        raise CommandError(why, EXIT_UNPROVEN, kind="unavailable")
     if bug.track == 4:  # a real Redis, started before the search, or why there is none
-        why = redis_server.ready()
-        if why:
-            raise CommandError(why, EXIT_UNPROVEN, kind="unavailable")
-    reports = []
+        why_not = redis_server.ready()
+        if why_not:
+            raise CommandError(why_not, EXIT_UNPROVEN, kind="unavailable")
+    width = max(80, output.width())
+    results = []  # (status, its JSON, its text), one per implementation
     for spec in args.impl or [default_spec()]:
         implementation = require(load(spec), args)
+        if own is None and not available:
+            results.append(_unexplored(bug, implementation.name, why))
+            continue
         progress = Progress()
         progress.phase(f"exploring {bug.slug} on {implementation.name}")
         explore = (lambda: own(implementation)) if own else (lambda: threads.explore(home.race, implementation))
         try:
-            reports.append((implementation.name, guarded(f"{bug.slug} on {implementation.name}", implementation,
-                                                         explore)))
+            found = guarded(f"{bug.slug} on {implementation.name}", implementation, explore)
         finally:
             progress.end()
+        if isinstance(found, Hang):
+            results.append(_hung(bug, implementation.name, found, width))
+        elif isinstance(found, Inconclusive):
+            results.append(_unexplored(bug, implementation.name, str(found)))
+        elif own:
+            status = STILL_BUGGY if not found.held else FIXED
+            results.append((status, {**_figure_json(bug, implementation.name, found), "status": status},
+                            _figure_text(bug, implementation.name, found, width)))
+        else:
+            status = FIXED if found.held and found.complete else STILL_BUGGY if not found.held else UNPROVEN
+            results.append((status, {**found.as_json(), "status": status},
+                            found.text(width=width, verbose=args.verbose)))
+    status = worst([status for status, _, _ in results])
     if args.json:
-        print_json([_figure_json(bug, name, report) if own else report.as_json() for name, report in reports])
-        return EXIT_OK
-    width = max(80, output.width())
-    print("\n\n".join(_figure_text(bug, name, report, width) if own else
-                       report.text(width=width, verbose=args.verbose) for name, report in reports))
-    return EXIT_OK
+        print_json([data for _, data, _ in results])
+    else:
+        print("\n\n".join(text for _, _, text in results))
+    return EXIT_FOR[status]
+
+
+def _hung(bug: Bug, name: str, hang: Hang, width: int) -> tuple[str, dict, str]:
+    """A search that hung: a deadlock is this bug's finding (STILL BUGGY) or a new one's (HANGS)."""
+    status = STILL_BUGGY if bug.bug_class == DEADLOCK and hang.deadlock else HANGS
+    word = "BROKEN" if status == STILL_BUGGY else HANGS
+    lines = [f"{bug.slug} (bug {bug.number}, {bug.bug_class}) on {name}: {verdict_word(word)}"]
+    lines += wrap(_first_upper(hang.summary.split(":", 1)[0]) + ", with each thread waiting for a lock "
+                  "another holds:" if hang.deadlock else hang.summary.split(":", 1)[0] + ":", width, "  ")
+    lines += output.indented("\n".join(hang.text().splitlines()[1:]), "  ", width)
+    data = {"bug": bug.slug, "implementation": name, "held": False, "status": status,
+            "message": hang.summary, "hang": hang.as_json()}
+    return status, data, "\n".join(lines)
+
+
+def _unexplored(bug: Bug, name: str, why: str) -> tuple[str, dict, str]:
+    """A search that could not decide (no frontrun here, a run it could not schedule): UNPROVEN."""
+    lines = [f"{bug.slug} (bug {bug.number}, {bug.bug_class}) on {name}: {verdict_word(UNPROVEN)}"]
+    lines += wrap(f"the interleavings could not all be explored: {why}", output.width(), "  ")
+    return UNPROVEN, {"bug": bug.slug, "implementation": name, "held": None, "status": UNPROVEN,
+                      "message": why}, "\n".join(lines)
+
+
+def _first_upper(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def _figure_text(bug: Bug, name: str, figure: Figure, width: int) -> str:

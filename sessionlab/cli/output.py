@@ -70,7 +70,12 @@ GLUE = "\xa0"
 def table(rows: Sequence[Sequence[str]], columns: int | None = None, indent: str = "  ") -> list[str]:
     """Rows laid out in columns within the width; cells wrap at spaces (not GLUE), never inside a word."""
     columns = columns or width()
-    count = len(rows[0])
+    # A column with nothing in it (list's "->" once every exercise is fixed) takes no room.
+    filled = [i for i in range(len(rows[0])) if any(row[i] for row in rows)]
+    rows = [[row[i] for i in filled] for row in rows]
+    if not filled:
+        return []
+    count = len(filled)
     natural = [max(len(row[i]) for row in rows) for i in range(count)]
     # A column may shrink down to its longest word.
     floor = [max((len(word) for row in rows for word in row[i].split(" ")), default=0) for i in range(count)]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 
 from sessionlab.cli import output
 from sessionlab.cli.common import EXIT_OK, EXIT_STILL_BUGGY, CommandError, default_spec, load, require, resolve_spec
 from sessionlab.cli.output import Progress, print_json, table, verdict_word, wrap
 
-WEB_MISSING = "the web demo needs Flask and gunicorn: pip install -e '.[web]'"
+WEB_MISSING = "the web demo needs Flask and waitress: pip install -e '.[web]'"
 
 
 def _web():
@@ -43,11 +45,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         server.serve(resolve_spec(spec), store, host=args.host, port=args.port, workers=workers,
                      threads=args.threads, switch_interval=args.switch_interval, noise=args.noise)
-    except ValueError as exc:
+    except (ValueError, RuntimeError) as exc:
         raise CommandError(str(exc)) from None
-    except SystemExit as stop:  # gunicorn ends with sys.exit: 0 after a clean stop
-        if stop.code not in (0, None):
-            raise CommandError(f"the server stopped with status {stop.code} (is port {args.port} in use?)")
+    except OSError as exc:
+        why = "another program listens on it" if exc.errno == errno.EADDRINUSE else os.strerror(exc.errno or 0)
+        raise CommandError(f"cannot listen on {args.host}:{args.port}: {why}") from None
     print("sessionlab serve: stopped")
     return EXIT_OK
 

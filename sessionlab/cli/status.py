@@ -26,13 +26,14 @@ EXIT_FOR = {FIXED: EXIT_FIXED, STILL_BUGGY: EXIT_STILL_BUGGY, ERROR: EXIT_ERROR,
 
 EXIT_STATUSES = """\
 exit status:
-  0    FIXED (or the command did what it was asked)
-  1    STILL BUGGY: a check broke
+  0    FIXED (race: every interleaving holds; other commands: done)
+  1    STILL BUGGY: a check broke (race: an interleaving broke it)
   2    usage error: an unknown bug, a missing working copy, a bad option
   3    ERROR: your code did not load, or raised where no error is allowed
   4    HANGS: your code did not finish within a check's bound
   5    UNPROVEN: every check that ran held, but one that decides could not run
        here
+  70   a bug in the lab itself
   130  interrupted (Ctrl-C)
   For several bugs (check --all) the worst counts: ERROR, HANGS, STILL BUGGY,
   UNPROVEN, FIXED."""

@@ -21,7 +21,7 @@ from sessionlab.cli.common import (
 from sessionlab.cli.output import Progress, indented, verdict_word, wrap
 from sessionlab.judge import checks
 from sessionlab.judge.checks import Verdict
-from sessionlab.learner import exercises
+from sessionlab.learner import exercises, workspace
 
 
 def place(spec: str) -> exercises.Place:
@@ -61,8 +61,9 @@ def unchecked(verdict: Verdict) -> bool:
 
 
 def judge(bug: Bug, loaded: Loaded, progress: Progress, *, stress_too: bool = True) -> Verdict:
-    if loaded.implementation is None:
-        return checks.unloadable(bug, loaded.name, loaded.error)
+    error = loaded.error_for(bug.manager)
+    if error is not None:
+        return checks.unloadable(bug, loaded.name, error)
     try:
         return checks.judge(bug, loaded.implementation, stress_too=stress_too,
                             progress=lambda check: progress.phase(f"{bug.slug}: {check.name}"))
@@ -118,9 +119,10 @@ def current(loaded: Loaded, found: Sequence[exercises.Exercise], spec: str,
 
 def as_json(verdict: Verdict, loaded: Loaded | None = None) -> dict:
     data = verdict.as_json()
-    if loaded is not None and loaded.error is not None and verdict.error:
-        data["error"] = code_error_json(loaded.error)
-        data["detail"] = loaded.error.text()
+    error = loaded.error_for(verdict.bug.manager) if loaded is not None else None
+    if error is not None and verdict.error:
+        data["error"] = code_error_json(error)
+        data["detail"] = error.text()
     return data
 
 
@@ -162,19 +164,28 @@ def render(data: dict, args: argparse.Namespace) -> list[str]:
     return lines
 
 
+def hint_command(bug: Bug, args: argparse.Namespace) -> str:
+    """How to ask for a hint: a store in the wild has hints of its own (hint --impl STORE)."""
+    impl = getattr(args, "impl", None)
+    if isinstance(impl, str) and workspace.wild_store(Path(impl)) is not None:
+        return follow(args, "hint")
+    return follow(argparse.Namespace(), "hint", bug.slug)
+
+
 def next_steps(bug: Bug, status: str, args: argparse.Namespace) -> list[str]:
+    columns = output.width()
     if status == FIXED:
-        return [f"  Compare with the reference: {follow(args, 'diff', bug.slug)}"]
-    if status == ERROR:
-        return [f"  Fix it and check again: {follow(args, 'check', bug.slug)}"]
-    if status == HANGS:
-        return wrap("Read where each thread waits, above: a lock taken twice, two locks taken in opposite "
-                    f"orders, a loop that never ends. Stuck? {follow(argparse.Namespace(), 'hint', bug.slug)}",
-                    output.width(), "  ")
-    steps = []
-    if status == UNPROVEN:
-        steps.append("  Every check that could run here held, but one that decides could not run here.")
-    elif catalogue.home(bug).explorable:
-        steps.append(f"  See the bad interleaving: {follow(args, 'race', bug.slug)}")
-    steps.append(f"  Stuck? {follow(argparse.Namespace(), 'hint', bug.slug)}")
-    return steps
+        steps = [f"Compare with the reference: {follow(args, 'diff', bug.slug)}"]
+    elif status == ERROR:
+        steps = [f"Fix it and check again: {follow(args, 'check', bug.slug)}"]
+    elif status == HANGS:
+        steps = ["Read where each thread waits, above: a lock taken twice, two locks taken in opposite orders, "
+                 f"a loop that never ends. Stuck? {hint_command(bug, args)}"]
+    else:
+        steps = []
+        if status == UNPROVEN:
+            steps.append("Every check that could run here held, but one that decides could not run here.")
+        elif catalogue.home(bug).explorable:
+            steps.append(f"See the bad interleaving: {follow(args, 'race', bug.slug)}")
+        steps.append(f"Stuck? {hint_command(bug, args)}")
+    return [line for step in steps for line in wrap(step, columns, "    ", "  ")]

@@ -32,6 +32,7 @@ from sessionlab.api import SessionError, health_check
 from sessionlab.bug import Bug
 from sessionlab.engines.exploration.search import clock_for, explore_workers, scope_of
 from sessionlab.engines.linearizability.recording import HistoryRecorder
+from sessionlab.engines.stress import owners_of
 from sessionlab.figure import Figure, plural
 from sessionlab.implementations import CodeError, Implementation
 from sessionlab.reports.race import RaceReport
@@ -164,6 +165,7 @@ def judge_run(run: Run, pair: tuple[str, str], files: frozenset[str]) -> Failure
         # A history that breaks is a lost or undone write, a double success or a stale read; the
         # cleanup queue is bookkeeping outside it (its failures are of the kind "queue").
         owners = frozenset({_SAME_PAIR_OWNER[a]}) if a == b and a in _SAME_PAIR_OWNER else both - {"cleanup-leak"}
+        owners = owners_of(verdict) or owners  # a lost write is its exercise's, whatever the pair
         return Failure("history", f"the results are not linearizable: {verdict.reason}", owners)
     health = health_check(run.manager)
     if health.discrepancy:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sessionlab.bug import Bug
-from sessionlab.implementations import STATE
+from sessionlab.implementations import state_folder
 
 WORKSPACE = "workspace"
 MODULE = "manager.py"
@@ -61,7 +61,7 @@ class Workspace:
 
     @property
     def state(self) -> Path:
-        return self.root / STATE
+        return state_folder(self.root)
 
     @property
     def exists(self) -> bool:
@@ -239,25 +239,30 @@ def reset(bug: Bug, workspace: Workspace, target: Path | None = None) -> Path | 
 # -- Watching ------------------------------------------------------------------------------
 
 
+def stamps(paths: list[Path]) -> dict[Path, int]:
+    """When each file was last modified (files that are gone are left out)."""
+    result = {}
+    for path in paths:
+        try:
+            result[path] = path.stat().st_mtime_ns
+        except FileNotFoundError:
+            continue
+    return result
+
+
+def changed(before: dict[Path, int], now: dict[Path, int]) -> list[Path]:
+    """The files added, removed or modified between two stamps."""
+    return sorted(p for p in set(now) | set(before) if now.get(p) != before.get(p))
+
+
 def changes(paths: Callable[[], list[Path]], interval: float = 0.5,
             sleep: Callable[[float], None] = time.sleep) -> Iterator[list[Path]]:
     """Yield once at the start, then each time a file is added, removed or modified."""
-
-    def stamp() -> dict[Path, int]:
-        result = {}
-        for path in paths():
-            try:
-                result[path] = path.stat().st_mtime_ns
-            except FileNotFoundError:
-                continue
-        return result
-
-    seen = stamp()
+    seen = stamps(paths())
     yield sorted(seen)
     while True:
         sleep(interval)
-        now = stamp()
+        now = stamps(paths())
         if now != seen:
-            changed = sorted(p for p in set(now) | set(seen) if now.get(p) != seen.get(p))
-            seen = now
-            yield changed
+            found, seen = changed(seen, now), now
+            yield found

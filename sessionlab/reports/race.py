@@ -77,7 +77,7 @@ class RaceReport:
         Lines inside helper calls that are not where the race is are folded
         into one line per call; ``verbose`` shows them.
         """
-        width = width or max(80, min(140, shutil.get_terminal_size((100, 24)).columns))
+        width = width or max(80, min(140, shutil.get_terminal_size((80, 24)).columns))
         bug = self.bug
         lines = [*wrap(f"{bug.slug} (bug {bug.number}, {bug.bug_class}) on {self.implementation}: "
                        f"{'HOLDS' if self.held else 'BROKEN'}", width)]

@@ -3,7 +3,7 @@
 What a user would write without a server-side session store: no store, no
 lock, the session travels with every request. ``sessionlab bench --full``
 compares its requests per second with the served managers'. Run it alone with
-``python -m sessionlab.web.plain PORT`` (gunicorn, one worker, 8 threads).
+``python -m sessionlab.web.plain PORT`` (waitress, one process, 8 threads).
 """
 
 from __future__ import annotations
@@ -61,18 +61,9 @@ def create_app() -> Flask:
 
 
 def main(port: int) -> None:
-    from gunicorn.app.base import BaseApplication
+    from waitress import serve
 
-    class Server(BaseApplication):  # type: ignore[misc]
-        def load_config(self) -> None:
-            for key, value in {"bind": f"127.0.0.1:{port}", "workers": 1, "threads": 8, "worker_class": "gthread",
-                               "accesslog": None, "loglevel": "warning"}.items():
-                self.cfg.set(key, value)
-
-        def load(self) -> Flask:
-            return create_app()
-
-    Server().run()
+    serve(create_app(), host="127.0.0.1", port=port, threads=8, ident="sessionlab-plain")
 
 
 if __name__ == "__main__":

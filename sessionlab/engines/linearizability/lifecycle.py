@@ -4,8 +4,8 @@ What a correct PersistentSessionManager does, one call at a time, on the whole
 store (a sweep touches every session, so the state is not split by session).
 The clock stands still while the calls run: every write sets the last update
 to ``now``, and a sweep expires the pending and in-progress sessions whose last
-update is older than ``now - ttl``. A deleted session stays in the store
-(counted in total_sessions) until the next sweep purges it.
+update is older than ``now - ttl``. A deleted session stays in the store until
+the next sweep purges it; total_sessions counts every session ever created.
 
 ``apply(store, call)`` is pure: it returns the store after the call and the
 call's outcome, a value or the name of the error the contract raises.
@@ -102,7 +102,8 @@ def apply(store: Store, call: Call, now: float, ttl: float) -> tuple[Store, Expe
                    if not r.deleted and r.status in EXPIRING and r.last_update < now - ttl]
         for key in expired:
             records[key] = replace(records[key], status="expired")
-        records = {key: r for key, r in records.items() if not r.deleted}
+        # The deleted records are purged from the store, and still counted in total_sessions: a
+        # deleted record answers as one purged does.
         return tuple(records.items()), Expected(len(expired))
     if op == "get":
         record = _writable(records, sid)
