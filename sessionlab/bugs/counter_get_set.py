@@ -8,7 +8,7 @@ from sessionlab.engines.exploration.threads import RaceScenario, State
 from sessionlab.figure import Figure
 
 BUG = Bug(
-    number=13,
+    number=15,
     slug="counter-get-set",
     title="A counter read with HGET and written with HSET",
     bug_class=ATOMICITY_VIOLATION,

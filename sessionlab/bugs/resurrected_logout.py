@@ -9,7 +9,7 @@ from sessionlab.figure import Figure
 from sessionlab.implementations import Implementation
 
 BUG = Bug(
-    number=14,
+    number=16,
     slug="resurrected-logout",
     title="A logout undone by a concurrent save",
     bug_class=ATOMICITY_VIOLATION,

@@ -8,7 +8,7 @@ from sessionlab.engines.exploration.threads import RaceScenario, State
 from sessionlab.figure import Figure
 
 BUG = Bug(
-    number=12,
+    number=14,
     slug="session-overwrite",
     title="Whole-session overwrite between nodes",
     bug_class=ATOMICITY_VIOLATION,

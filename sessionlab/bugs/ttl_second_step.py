@@ -17,7 +17,7 @@ from sessionlab.implementations import Implementation
 from sessionlab.servers import redis_server
 
 BUG = Bug(
-    number=15,
+    number=17,
     slug="ttl-second-step",
     title="A session's expiry set in a second command",
     bug_class=ATOMICITY_VIOLATION,

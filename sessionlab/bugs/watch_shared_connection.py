@@ -8,7 +8,7 @@ from sessionlab.engines.exploration.threads import RaceScenario, State
 from sessionlab.figure import Figure
 
 BUG = Bug(
-    number=16,
+    number=18,
     slug="watch-shared-connection",
     title="WATCH on another connection than the transaction",
     bug_class=ATOMICITY_VIOLATION,
