@@ -33,6 +33,8 @@ if not ok:
     pytest.skip(why, allow_module_level=True)
 
 ROOT = Path(__file__).resolve().parent.parent
+# A test here mostly waits for commands run in the background (below), beside the whole suite.
+pytestmark = pytest.mark.timeout(600)
 
 # Which track-1 bugs each store has, as applications write it: the same three in both.
 HAS = {
