@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -206,3 +207,19 @@ def test_a_node_refuses_bad_options_before_connecting(impl, options):
     manager = getattr(impl.module, MANAGER)
     with pytest.raises(InvalidInput):
         manager(**{"url": "redis://127.0.0.1:1/0", **options})
+
+
+def test_a_process_that_ends_without_stopping_its_server_takes_the_server_with_it(redis_url):
+    """Killed, or ended by os._exit, a process runs no atexit: its throwaway server still goes."""
+    code = ("import os; from sessionlab.servers import redis_server; "
+            "print(redis_server.RedisServer().start().port, flush=True); os._exit(0)")
+    port = int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                              cwd=Path(__file__).resolve().parent.parent).stdout)
+    for _ in range(50):
+        try:
+            socket.create_connection((redis_server.HOST, port), timeout=0.5).close()
+        except OSError:
+            break  # nothing answers on its port any more
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"the server on port {port} outlived the process that started it")

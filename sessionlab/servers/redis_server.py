@@ -55,6 +55,14 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+# redis-server under a shell that watches this process: the server goes when this process goes,
+# even when it cannot stop it (killed, or ended by os._exit, where atexit does not run). A TERM
+# to the shell stops the server first.
+_WATCHED = ('"$@" & server=$!; trap \'kill $server 2>/dev/null; wait $server; exit 0\' TERM INT; '
+            'while kill -0 $PPID 2>/dev/null && kill -0 $server 2>/dev/null; do sleep 0.2; done; '
+            'kill $server 2>/dev/null; wait $server')
+
+
 class RedisServer:
     """One redis-server process on 127.0.0.1, persistence off, living in a temporary folder."""
 
@@ -74,7 +82,8 @@ class RedisServer:
         for _ in range(3):  # a port found free can be taken before the server binds it
             self.port = free_port()
             self._process = subprocess.Popen(
-                ["redis-server", "--port", str(self.port), "--bind", HOST, "--dir", str(self.folder),
+                ["sh", "-c", _WATCHED, "sh",
+                 "redis-server", "--port", str(self.port), "--bind", HOST, "--dir", str(self.folder),
                  "--save", "", "--appendonly", "no", "--protected-mode", "yes", "--daemonize", "no",
                  # every command in the slow log, in the order the server ran it, with its client's name:
                  # how a race report shows each node's commands
