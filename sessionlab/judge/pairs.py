@@ -24,6 +24,7 @@ when that bug is judged.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from types import ModuleType, SimpleNamespace
 from typing import Any
@@ -141,6 +142,13 @@ class Failure:
     summary: str
     owners: frozenset[str]
 
+    def masked(self, session_ids: Iterable[str]) -> Failure:
+        """The same failure, each session id in its summary written "s", as the report's labels have it."""
+        summary = self.summary
+        for session_id in session_ids:
+            summary = summary.replace(repr(session_id), "s").replace(session_id, "s")
+        return Failure(self.kind, summary, self.owners)
+
 
 def judge_run(run: Run, pair: tuple[str, str], files: frozenset[str]) -> Failure | None:
     """What went wrong in one run of the pair, or None."""
@@ -232,10 +240,7 @@ def _explore_pair(implementation: Implementation, pair: tuple[str, str],
         failure = Failure("history", found.explanation.splitlines()[0] if found.explanation else "broke",
                            OWNERS[pair[0]] | OWNERS[pair[1]])
     if failure is not None:  # the scenario's session is "s" in the report, as in its labels
-        summary = failure.summary
-        for session_id in session_ids:
-            summary = summary.replace(repr(session_id), "s").replace(session_id, "s")
-        failure = Failure(failure.kind, summary, failure.owners)
+        failure = failure.masked(session_ids)
         found = replace(found, steps=masked(found.steps, session_ids))
     return failure, found, found.explored
 
